@@ -1,0 +1,146 @@
+// batchbus/config.h — everything a Submitter or Processor can be tuned with.
+//
+// A Config is a plain struct with sensible defaults. It is normally built by
+// Config::Load(), which layers, in order: the defaults, a `key = value` file
+// (path given, or $BATCHBUS_CONFIG), then environment variables
+// (BATCHBUS_<KEY> with dots as underscores, e.g. BATCHBUS_NORMAL_MAX_JOBS=200;
+// raw librdkafka properties as BATCHBUS_KAFKA_<PROPERTY>, e.g.
+// BATCHBUS_KAFKA_SECURITY_PROTOCOL=ssl). Config::Set() applies one key, the
+// same way for all three sources. docs/configuration.md and the README list
+// every key.
+//
+// Not thread-safe for mutation; a Config is copied into each Submitter or
+// Processor at creation.
+#ifndef BATCHBUS_CONFIG_H_
+#define BATCHBUS_CONFIG_H_
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "batchbus/job.h"
+
+namespace batchbus {
+
+// Per-priority batching and timeout settings.
+struct PriorityConfig {
+  // A batch is sent when it holds `max_jobs` jobs, when adding the next job
+  // would exceed `max_bytes` of encoded message, or `max_linger` after its
+  // first job, whichever comes first. Realtime always uses max_jobs = 1.
+  size_t max_jobs = 500;
+  size_t max_bytes = 512 * 1024;
+  absl::Duration max_linger = absl::Milliseconds(5);
+  // Jobs of a sent batch that have no result this long after the batch was
+  // sealed end as BATCH_FAILED.
+  absl::Duration batch_timeout = absl::Seconds(30);
+  // Topic template; "{namespace}" and "{processor}" are substituted.
+  // Default: "{namespace}.{processor}.<priority name>".
+  std::string topic;
+};
+
+enum class BackpressurePolicy : uint8_t {
+  kWait,  // Submit waits up to submit_wait for room, then ResourceExhausted.
+  kFail,  // Submit returns ResourceExhausted at once when full.
+};
+
+struct Config {
+  // "mock://" or "mock://N" starts librdkafka's embedded mock cluster in this
+  // process (N brokers; for demos and tests only: it keeps about 5 MiB per
+  // partition and drops older data). "kafka://host:port[,host:port...]" is a
+  // real cluster.
+  std::string brokers = "mock://";
+  // Topic namespace: jobs for processor P at priority p go to
+  // "{namespace}.{P}.{p}" unless a priority's `topic` says otherwise.
+  std::string ns = "batchbus";
+  // Shown in logs and as librdkafka's client.id.
+  std::string client_id = "batchbus";
+
+  // Index with static_cast<int>(Priority).
+  std::array<PriorityConfig, kNumPriorities> priority;
+
+  // --- Submitter ---
+  // Jobs (and bytes of job data) submitted but without a terminal status yet.
+  size_t max_inflight_jobs = 1'000'000;
+  size_t max_inflight_bytes = 512ull * 1024 * 1024;
+  BackpressurePolicy backpressure = BackpressurePolicy::kWait;
+  absl::Duration submit_wait = absl::Seconds(5);
+  // Kafka's message limit; one batch message never exceeds it, and a single
+  // job that cannot fit is rejected at Submit. Keep it at or below the
+  // broker's message.max.bytes.
+  size_t max_message_bytes = 1'000'000;
+  // Where this submitter's results come back. Each submitter instance reads
+  // one partition of `reply_topic` (default "{namespace}.replies") and skips
+  // results addressed to other instances. reply_partition < 0 picks
+  // hash(instance id) % partitions; set it per instance (e.g. from a pod
+  // ordinal) for exclusive partitions.
+  std::string reply_topic;
+  int reply_partition = -1;
+
+  // --- Processor ---
+  // Consumer group; default "{namespace}.{processor}".
+  std::string group_id;
+  // Decoded jobs kept ready per normal/slow priority (bounded prefetch).
+  size_t prefetch_jobs = 1000;
+  // librdkafka's per-partition fetch buffer (queued.max.messages.kbytes).
+  size_t fetch_queue_kbytes = 4096;
+  // Results of non-realtime jobs are sent when a batch is fully answered,
+  // when a result message reaches result_max_bytes, or after result_linger.
+  absl::Duration result_linger = absl::Milliseconds(2);
+  size_t result_max_bytes = 512 * 1024;
+  // Malformed job messages go here; default "{namespace}.{processor}.dead".
+  std::string dead_letter_topic;
+
+  // --- Topics ---
+  // Create missing topics at start (with these settings). When false, a
+  // missing topic is an error at Create that names it.
+  bool create_topics = true;
+  int topic_partitions = 4;
+  int replication_factor = 1;
+
+  // --- Shutdown ---
+  absl::Duration close_timeout = absl::Seconds(10);
+
+  // Raw librdkafka properties, passed through unchanged (TLS, SASL, ...).
+  std::map<std::string, std::string> kafka;
+
+  PriorityConfig& For(Priority p) { return priority[static_cast<int>(p)]; }
+  const PriorityConfig& For(Priority p) const {
+    return priority[static_cast<int>(p)];
+  }
+
+  // Defaults: realtime batches of one with a 10 s timeout, normal 500 jobs /
+  // 5 ms / 30 s, slow 5000 jobs / 50 ms / 300 s.
+  Config();
+
+  // Applies one setting by key (see docs/configuration.md). Unknown keys and
+  // bad values are InvalidArgument naming the key.
+  absl::Status Set(std::string_view key, std::string_view value);
+
+  // Reads `key = value` lines ('#' starts a comment) and applies them.
+  absl::Status MergeFile(const std::string& path);
+  // Applies BATCHBUS_* environment variables.
+  absl::Status MergeEnvironment();
+
+  // Defaults, then `path` (or $BATCHBUS_CONFIG when `path` is empty), then
+  // the environment, then Validate().
+  static absl::StatusOr<Config> Load(const std::string& path = "");
+
+  // Checks ranges and consistency; the message names the offending key.
+  absl::Status Validate() const;
+
+  // Topic for `processor`'s jobs at `p`, templates substituted.
+  std::string TopicFor(std::string_view processor, Priority p) const;
+  std::string ReplyTopic() const;
+  std::string GroupIdFor(std::string_view processor) const;
+  std::string DeadLetterTopicFor(std::string_view processor) const;
+};
+
+}  // namespace batchbus
+
+#endif  // BATCHBUS_CONFIG_H_

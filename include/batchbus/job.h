@@ -1,0 +1,116 @@
+// batchbus/job.h — the vocabulary shared by submitters and processors.
+//
+// A Job is one unit of work: `data` is an arbitrary JSON value (kept as raw
+// JSON text, validated once at Submit and never re-serialised), `processor`
+// names the worker application that handles it and `group` picks the handler
+// inside that application. A JobResult is the terminal answer for one job.
+//
+// Plain value types; no thread-safety concerns beyond those of std::string.
+#ifndef BATCHBUS_JOB_H_
+#define BATCHBUS_JOB_H_
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <ostream>
+#include <string>
+#include <string_view>
+
+namespace batchbus {
+
+// Priorities in the order the processor serves them.
+enum class Priority : uint8_t {
+  kRealtime = 0,  // Sent at once as a batch of one; processed first.
+  kNormal = 1,    // Batched; processed when no realtime job waits.
+  kSlow = 2,      // Batched most; processed when nothing else waits.
+};
+inline constexpr int kNumPriorities = 3;
+inline constexpr std::array<Priority, kNumPriorities> kAllPriorities = {
+    Priority::kRealtime, Priority::kNormal, Priority::kSlow};
+
+// "realtime", "normal", "slow" (also the topic suffixes).
+std::string_view PriorityName(Priority p);
+std::optional<Priority> ParsePriority(std::string_view name);
+
+enum class JobStatus : uint8_t {
+  kNew = 0,             // Created, not yet submitted.
+  kSubmitted = 1,       // Accepted by a submitter, awaiting its result.
+  kProcessedOk = 2,     // The processor completed it; `data` holds its output.
+  kProcessedError = 3,  // The processor failed it; `error` says why.
+  kBatchFailed = 4,     // No result in time, the batch could not be
+                        // delivered, or the submitter closed; `error` says
+                        // which. The job may or may not have been processed.
+};
+
+// "NEW", "SUBMITTED", "PROCESSED_OK", "PROCESSED_ERROR", "BATCH_FAILED".
+std::string_view JobStatusName(JobStatus s);
+std::optional<JobStatus> ParseJobStatus(std::string_view name);
+
+// True for the three statuses a job can end in.
+constexpr bool IsTerminal(JobStatus s) {
+  return s == JobStatus::kProcessedOk || s == JobStatus::kProcessedError ||
+         s == JobStatus::kBatchFailed;
+}
+
+// 128 random bits. The text form is 32 lowercase hex digits and is stable:
+// FromString(ToString()) gives back the same id.
+class JobId {
+ public:
+  constexpr JobId() = default;
+  constexpr JobId(uint64_t hi, uint64_t lo) : hi_(hi), lo_(lo) {}
+
+  // A fresh random id (thread-safe, no system call after the first use on a
+  // thread).
+  static JobId Random();
+  static std::optional<JobId> FromString(std::string_view text);
+
+  std::string ToString() const;
+  // Writes the 32 hex digits to `out` (no terminator).
+  void AppendTo(std::string& out) const;
+
+  bool IsZero() const { return hi_ == 0 && lo_ == 0; }
+  uint64_t hi() const { return hi_; }
+  uint64_t lo() const { return lo_; }
+
+  friend bool operator==(const JobId& a, const JobId& b) {
+    return a.hi_ == b.hi_ && a.lo_ == b.lo_;
+  }
+  friend bool operator!=(const JobId& a, const JobId& b) { return !(a == b); }
+  friend bool operator<(const JobId& a, const JobId& b) {
+    return a.hi_ != b.hi_ ? a.hi_ < b.hi_ : a.lo_ < b.lo_;
+  }
+  template <typename H>
+  friend H AbslHashValue(H h, const JobId& id) {
+    return H::combine(std::move(h), id.hi_, id.lo_);
+  }
+  friend std::ostream& operator<<(std::ostream& os, const JobId& id) {
+    return os << id.ToString();
+  }
+
+ private:
+  uint64_t hi_ = 0;
+  uint64_t lo_ = 0;
+};
+
+struct Job {
+  JobId id;               // Zero means "assign a random id at Submit".
+  std::string processor;  // Worker application, e.g. "payments". Required.
+  std::string group;      // Kind of job, e.g. "payment-submit". Required.
+  Priority priority = Priority::kNormal;
+  JobStatus status = JobStatus::kNew;
+  std::string data = "null";  // Any JSON value, as text.
+};
+
+struct JobResult {
+  JobId job_id;
+  JobStatus status = JobStatus::kNew;
+  std::string data;   // JSON text from the handler (PROCESSED_OK), else "".
+  std::string error;  // Why it failed (PROCESSED_ERROR, BATCH_FAILED).
+  Priority priority = Priority::kNormal;
+
+  bool ok() const { return status == JobStatus::kProcessedOk; }
+};
+
+}  // namespace batchbus
+
+#endif  // BATCHBUS_JOB_H_

@@ -1,0 +1,145 @@
+// batchbus/processor.h — hands out jobs in strict priority order and sends
+// their results back to the submitters that asked.
+//
+// A Processor runs inside a worker application named by `processor` (e.g.
+// "payments"). It consumes that application's three job topics in one
+// consumer group, so several processor instances share the partitions, and
+// hands out jobs one by one: whenever a realtime job is available it comes
+// before any normal or slow job (also one that arrives while a slow batch is
+// half handed out), and normal before slow. Low priorities are prefetched
+// only up to Config::prefetch_jobs decoded jobs.
+//
+// Delivery is at least once. A batch's offset is committed only after every
+// job in it has been answered and the results were acknowledged by the
+// broker; a processor that stops or dies mid-batch hands the batch to the
+// next owner of its partition, which processes it again. Handlers must
+// therefore be idempotent: check whether the work was already done before
+// doing it.
+//
+// A malformed message on a job topic never stops the processor: it is
+// counted, logged once with its topic/partition/offset, copied to the dead
+// letter topic, and passed.
+//
+// Thread-safety: Next(), Task methods and Stats are safe from any thread;
+// several worker threads may call Next() at once. Shutdown() is
+// async-signal-safe. Close() must not race with itself.
+//
+// Lifetime: Tasks must be answered or destroyed before Close() returns;
+// the destructor calls Close(config.close_timeout).
+#ifndef BATCHBUS_PROCESSOR_H_
+#define BATCHBUS_PROCESSOR_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "batchbus/config.h"
+#include "batchbus/job.h"
+
+namespace batchbus {
+
+class Processor;
+
+// One job handed out by Processor::Next(). Answer it exactly once with
+// Complete() or Fail(). A Task destroyed unanswered is failed with
+// "handler returned without answering the job". Move-only. The string views
+// stay valid for the Task's lifetime.
+class Task {
+ public:
+  Task() = default;
+  Task(Task&& other) noexcept;
+  Task& operator=(Task&& other) noexcept;
+  Task(const Task&) = delete;
+  Task& operator=(const Task&) = delete;
+  ~Task();
+
+  const JobId& id() const;
+  std::string_view processor() const;
+  std::string_view group() const;
+  Priority priority() const;
+  // The job's data as raw JSON text, exactly as submitted.
+  std::string_view data() const;
+
+  // PROCESSED_OK with `result_json` (any JSON value). InvalidArgument when
+  // it is not valid JSON (the task stays open); FailedPrecondition when
+  // already answered.
+  absl::Status Complete(std::string_view result_json = "null");
+  // PROCESSED_ERROR with `error` as the message.
+  absl::Status Fail(std::string_view error);
+
+  bool answered() const;
+  explicit operator bool() const { return state_ != nullptr; }
+
+  struct State;
+
+ private:
+  friend class Processor;
+  explicit Task(State* state) : state_(state) {}
+  State* state_ = nullptr;
+};
+
+class Processor {
+ public:
+  // Called for each job of its group; answer with task.Complete / task.Fail.
+  // An exception escaping a handler fails the job with its what().
+  using Handler = std::function<void(Task& task)>;
+
+  struct Stats {
+    uint64_t handed_out = 0;       // Jobs returned by Next().
+    uint64_t processed_ok = 0;
+    uint64_t processed_error = 0;
+    uint64_t batches_received = 0;
+    uint64_t batches_committed = 0;
+    uint64_t malformed_messages = 0;  // Sent to the dead letter topic.
+    uint64_t result_messages = 0;     // Acknowledged by the broker.
+    uint64_t unknown_group = 0;       // Run() had no handler.
+  };
+
+  // Joins the consumer group "{namespace}.{processor}" and subscribes to the
+  // processor's three job topics.
+  static absl::StatusOr<std::unique_ptr<Processor>> Create(
+      Config config, std::string processor);
+
+  ~Processor();
+  Processor(const Processor&) = delete;
+  Processor& operator=(const Processor&) = delete;
+
+  // The next job, highest priority first. DeadlineExceeded when none came
+  // within `timeout`; Cancelled once Shutdown() was requested (jobs not yet
+  // handed out are left for the next owner of their partition).
+  absl::StatusOr<Task> Next(absl::Duration timeout);
+
+  // Loops over Next() until Shutdown(), calling the handler of each job's
+  // group. A job with no handler for its group ends PROCESSED_ERROR
+  // ("no handler for group 'x'"). Returns OK after a requested shutdown.
+  absl::Status Run(const absl::flat_hash_map<std::string, Handler>& handlers);
+
+  // Requests a graceful stop: Next() returns Cancelled, Run() returns.
+  // Async-signal-safe; returns at once.
+  void Shutdown();
+  bool shutdown_requested() const;
+
+  // Stops handing out jobs, waits up to `timeout` for handed-out jobs to be
+  // answered and their results acknowledged, commits, and leaves the group.
+  // Bounded even with the broker gone. Idempotent.
+  absl::Status Close(absl::Duration timeout);
+
+  Stats GetStats() const;
+  const std::string& name() const;
+
+  struct Impl;
+
+ private:
+  explicit Processor(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace batchbus
+
+#endif  // BATCHBUS_PROCESSOR_H_

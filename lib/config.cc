@@ -1,0 +1,850 @@
+// batchbus/config.cc — Config defaults, key parsing, layering and checks.
+#include "batchbus/config.h"
+
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/time.h"
+
+extern char** environ;
+
+namespace batchbus {
+namespace {
+
+// The public API uses std::string_view; Abseil may be built with its own
+// absl::string_view (Debian's is), so this file works in absl::string_view
+// and converts at the boundary.
+using Sv = absl::string_view;
+Sv ToSv(std::string_view s) { return Sv(s.data(), s.size()); }
+std::string_view ToStd(Sv s) { return std::string_view(s.data(), s.size()); }
+
+constexpr Sv kEnvPrefix = "BATCHBUS_";
+constexpr Sv kKafkaKeyPrefix = "kafka.";
+constexpr Sv kKafkaEnvPrefix = "BATCHBUS_KAFKA_";
+constexpr Sv kConfigEnv = "BATCHBUS_CONFIG";
+
+// BATCHBUS_KAFKA_<X> variables that belong to the test-broker script
+// (scripts/kafka, docs/kafka-broker.md), not to librdkafka;
+// MergeEnvironment() skips them. None of them maps to a librdkafka property.
+constexpr Sv kKafkaEnvIgnored[] = {
+    "PORT",       "CONTROLLER_PORT", "HOME",          "STATE",
+    "FRESH",      "AUTO_CREATE",     "VERSION",       "JAVA_OPTS",
+    "LOG_LEVEL",  "PROBE",           "PROPERTIES",    "START_TIMEOUT",
+    "STOP_TIMEOUT"};
+
+constexpr char kPlaceholderNamespace[] = "{namespace}";
+constexpr char kPlaceholderProcessor[] = "{processor}";
+
+// ---------------------------------------------------------------------------
+// Value parsing. Every parser gets the key only to name it in errors.
+
+absl::Status BadValue(Sv key, Sv value, Sv what) {
+  return absl::InvalidArgumentError(
+      absl::StrCat("config key '", key, "': '", value, "' is not ", what));
+}
+
+bool AllDigits(Sv s) {
+  if (s.empty()) return false;
+  for (char c : s) {
+    if (!absl::ascii_isdigit(static_cast<unsigned char>(c))) return false;
+  }
+  return true;
+}
+
+// Parses decimal digits into `out`; false when not all digits or when the
+// number exceeds `max`.
+bool ParseDigits(Sv s, uint64_t max, uint64_t& out) {
+  if (!AllDigits(s)) return false;
+  uint64_t v = 0;
+  for (char c : s) {
+    const uint64_t d = static_cast<uint64_t>(c - '0');
+    if (v > (max - d) / 10) return false;
+    v = v * 10 + d;
+  }
+  out = v;
+  return true;
+}
+
+absl::Status TooLarge(Sv key, Sv value, uint64_t max) {
+  return absl::InvalidArgumentError(absl::StrCat(
+      "config key '", key, "': '", value, "' is too large (at most ", max,
+      ")"));
+}
+
+// A non-negative integer of at most `max`.
+absl::StatusOr<uint64_t> ParseCount(Sv key, Sv value, uint64_t max) {
+  if (!AllDigits(value)) {
+    return BadValue(key, value, "a non-negative integer");
+  }
+  uint64_t v = 0;
+  if (!ParseDigits(value, max, v)) return TooLarge(key, value, max);
+  return v;
+}
+
+// A non-negative integer of bytes, optionally followed by k/K, m/M or g/G
+// (KiB, MiB, GiB).
+absl::StatusOr<uint64_t> ParseBytes(Sv key, Sv value, uint64_t max) {
+  uint64_t unit = 1;
+  Sv digits = value;
+  if (!digits.empty()) {
+    switch (digits.back()) {
+      case 'k':
+      case 'K':
+        unit = uint64_t{1} << 10;
+        break;
+      case 'm':
+      case 'M':
+        unit = uint64_t{1} << 20;
+        break;
+      case 'g':
+      case 'G':
+        unit = uint64_t{1} << 30;
+        break;
+      default:
+        break;
+    }
+    if (unit != 1) digits.remove_suffix(1);
+  }
+  if (!AllDigits(digits)) {
+    return BadValue(key, value,
+                    "a non-negative integer of bytes (optionally with "
+                    "suffix k, m or g for KiB, MiB, GiB)");
+  }
+  uint64_t v = 0;
+  if (!ParseDigits(digits, max / unit, v)) return TooLarge(key, value, max);
+  return v * unit;
+}
+
+absl::StatusOr<absl::Duration> ParseMillis(Sv key, Sv value) {
+  constexpr uint64_t kMax =
+      static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
+  if (!AllDigits(value)) {
+    return BadValue(key, value,
+                    "a non-negative integer (a duration in milliseconds)");
+  }
+  uint64_t v = 0;
+  if (!ParseDigits(value, kMax, v)) return TooLarge(key, value, kMax);
+  return absl::Milliseconds(static_cast<int64_t>(v));
+}
+
+// An int, possibly negative.
+absl::StatusOr<int> ParseSignedInt(Sv key, Sv value) {
+  Sv digits = value;
+  const bool negative = absl::ConsumePrefix(&digits, "-");
+  if (!AllDigits(digits)) return BadValue(key, value, "an integer");
+  const uint64_t max =
+      negative ? uint64_t{1} << 31 : uint64_t{std::numeric_limits<int>::max()};
+  uint64_t v = 0;
+  if (!ParseDigits(digits, max, v)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("config key '", key, "': '", value,
+                     "' is out of range for an int"));
+  }
+  return negative ? static_cast<int>(-static_cast<int64_t>(v))
+                  : static_cast<int>(v);
+}
+
+absl::StatusOr<bool> ParseBool(Sv key, Sv value) {
+  const std::string v = absl::AsciiStrToLower(value);
+  if (v == "true" || v == "1" || v == "yes") return true;
+  if (v == "false" || v == "0" || v == "no") return false;
+  return BadValue(key, value, "a boolean (true, false, 1, 0, yes or no)");
+}
+
+absl::StatusOr<BackpressurePolicy> ParseBackpressure(Sv key, Sv value) {
+  const std::string v = absl::AsciiStrToLower(value);
+  if (v == "wait") return BackpressurePolicy::kWait;
+  if (v == "fail") return BackpressurePolicy::kFail;
+  return BadValue(key, value, "a backpressure policy (wait or fail)");
+}
+
+constexpr uint64_t kMaxSize = std::numeric_limits<size_t>::max();
+constexpr uint64_t kMaxInt = std::numeric_limits<int>::max();
+
+// Assigns the parsed value to `field`, or returns the parse error.
+#define BATCHBUS_ASSIGN_OR_RETURN_(field, expr) \
+  do {                                          \
+    auto parsed_ = (expr);                      \
+    if (!parsed_.ok()) return parsed_.status(); \
+    (field) = *std::move(parsed_);              \
+  } while (0)
+
+// ---------------------------------------------------------------------------
+// The key tables. MergeEnvironment() derives the variable names from these,
+// so a key added here is settable from files, Set() and the environment.
+
+using GlobalSetter = absl::Status (*)(Config&, Sv key, Sv value);
+using PrioritySetter = absl::Status (*)(PriorityConfig&, Sv key, Sv value);
+
+struct GlobalKey {
+  Sv name;
+  GlobalSetter set;
+};
+struct PriorityKey {
+  Sv name;  // After "<priority>.".
+  PrioritySetter set;
+};
+
+const GlobalKey kGlobalKeys[] = {
+    {"brokers",
+     [](Config& c, Sv, Sv v) {
+       c.brokers = std::string(v);
+       return absl::OkStatus();
+     }},
+    {"namespace",
+     [](Config& c, Sv, Sv v) {
+       c.ns = std::string(v);
+       return absl::OkStatus();
+     }},
+    {"client_id",
+     [](Config& c, Sv, Sv v) {
+       c.client_id = std::string(v);
+       return absl::OkStatus();
+     }},
+    {"max_inflight_jobs",
+     [](Config& c, Sv k, Sv v) {
+       BATCHBUS_ASSIGN_OR_RETURN_(c.max_inflight_jobs,
+                                  ParseCount(k, v, kMaxSize));
+       return absl::OkStatus();
+     }},
+    {"max_inflight_bytes",
+     [](Config& c, Sv k, Sv v) {
+       BATCHBUS_ASSIGN_OR_RETURN_(c.max_inflight_bytes,
+                                  ParseBytes(k, v, kMaxSize));
+       return absl::OkStatus();
+     }},
+    {"backpressure",
+     [](Config& c, Sv k, Sv v) {
+       BATCHBUS_ASSIGN_OR_RETURN_(c.backpressure, ParseBackpressure(k, v));
+       return absl::OkStatus();
+     }},
+    {"submit_wait_ms",
+     [](Config& c, Sv k, Sv v) {
+       BATCHBUS_ASSIGN_OR_RETURN_(c.submit_wait, ParseMillis(k, v));
+       return absl::OkStatus();
+     }},
+    {"max_message_bytes",
+     [](Config& c, Sv k, Sv v) {
+       size_t bytes = 0;
+       BATCHBUS_ASSIGN_OR_RETURN_(bytes, ParseBytes(k, v, kMaxSize));
+       // realtime.max_bytes defaults to max_message_bytes; it keeps following
+       // it for as long as the two are equal.
+       PriorityConfig& realtime = c.For(Priority::kRealtime);
+       if (realtime.max_bytes == c.max_message_bytes) {
+         realtime.max_bytes = bytes;
+       }
+       c.max_message_bytes = bytes;
+       return absl::OkStatus();
+     }},
+    {"reply_topic",
+     [](Config& c, Sv, Sv v) {
+       c.reply_topic = std::string(v);
+       return absl::OkStatus();
+     }},
+    {"reply_partition",
+     [](Config& c, Sv k, Sv v) {
+       BATCHBUS_ASSIGN_OR_RETURN_(c.reply_partition, ParseSignedInt(k, v));
+       return absl::OkStatus();
+     }},
+    {"group_id",
+     [](Config& c, Sv, Sv v) {
+       c.group_id = std::string(v);
+       return absl::OkStatus();
+     }},
+    {"prefetch_jobs",
+     [](Config& c, Sv k, Sv v) {
+       BATCHBUS_ASSIGN_OR_RETURN_(c.prefetch_jobs, ParseCount(k, v, kMaxSize));
+       return absl::OkStatus();
+     }},
+    {"fetch_queue_kbytes",
+     [](Config& c, Sv k, Sv v) {
+       BATCHBUS_ASSIGN_OR_RETURN_(c.fetch_queue_kbytes,
+                                  ParseCount(k, v, kMaxSize));
+       return absl::OkStatus();
+     }},
+    {"result_linger_ms",
+     [](Config& c, Sv k, Sv v) {
+       BATCHBUS_ASSIGN_OR_RETURN_(c.result_linger, ParseMillis(k, v));
+       return absl::OkStatus();
+     }},
+    {"result_max_bytes",
+     [](Config& c, Sv k, Sv v) {
+       BATCHBUS_ASSIGN_OR_RETURN_(c.result_max_bytes,
+                                  ParseBytes(k, v, kMaxSize));
+       return absl::OkStatus();
+     }},
+    {"dead_letter_topic",
+     [](Config& c, Sv, Sv v) {
+       c.dead_letter_topic = std::string(v);
+       return absl::OkStatus();
+     }},
+    {"create_topics",
+     [](Config& c, Sv k, Sv v) {
+       BATCHBUS_ASSIGN_OR_RETURN_(c.create_topics, ParseBool(k, v));
+       return absl::OkStatus();
+     }},
+    {"topic_partitions",
+     [](Config& c, Sv k, Sv v) {
+       BATCHBUS_ASSIGN_OR_RETURN_(c.topic_partitions,
+                                  ParseCount(k, v, kMaxInt));
+       return absl::OkStatus();
+     }},
+    {"replication_factor",
+     [](Config& c, Sv k, Sv v) {
+       BATCHBUS_ASSIGN_OR_RETURN_(c.replication_factor,
+                                  ParseCount(k, v, kMaxInt));
+       return absl::OkStatus();
+     }},
+    {"close_timeout_ms",
+     [](Config& c, Sv k, Sv v) {
+       BATCHBUS_ASSIGN_OR_RETURN_(c.close_timeout, ParseMillis(k, v));
+       return absl::OkStatus();
+     }},
+};
+
+const PriorityKey kPriorityKeys[] = {
+    {"max_jobs",
+     [](PriorityConfig& p, Sv k, Sv v) {
+       BATCHBUS_ASSIGN_OR_RETURN_(p.max_jobs, ParseCount(k, v, kMaxSize));
+       return absl::OkStatus();
+     }},
+    {"max_bytes",
+     [](PriorityConfig& p, Sv k, Sv v) {
+       BATCHBUS_ASSIGN_OR_RETURN_(p.max_bytes, ParseBytes(k, v, kMaxSize));
+       return absl::OkStatus();
+     }},
+    {"max_linger_ms",
+     [](PriorityConfig& p, Sv k, Sv v) {
+       BATCHBUS_ASSIGN_OR_RETURN_(p.max_linger, ParseMillis(k, v));
+       return absl::OkStatus();
+     }},
+    {"batch_timeout_ms",
+     [](PriorityConfig& p, Sv k, Sv v) {
+       BATCHBUS_ASSIGN_OR_RETURN_(p.batch_timeout, ParseMillis(k, v));
+       return absl::OkStatus();
+     }},
+    {"topic",
+     [](PriorityConfig& p, Sv, Sv v) {
+       p.topic = std::string(v);
+       return absl::OkStatus();
+     }},
+};
+
+#undef BATCHBUS_ASSIGN_OR_RETURN_
+
+// "normal.max_jobs" -> "BATCHBUS_NORMAL_MAX_JOBS".
+std::string EnvName(Sv key) {
+  std::string name = absl::StrCat(kEnvPrefix, key);
+  for (char& c : name) {
+    c = c == '.' ? '_' : absl::ascii_toupper(static_cast<unsigned char>(c));
+  }
+  return name;
+}
+
+// Every key except kafka.*, in table order.
+std::vector<std::string> KnownKeys() {
+  std::vector<std::string> keys;
+  for (const GlobalKey& k : kGlobalKeys) keys.emplace_back(k.name);
+  for (Priority p : kAllPriorities) {
+    for (const PriorityKey& k : kPriorityKeys) {
+      keys.push_back(absl::StrCat(ToSv(PriorityName(p)), ".", k.name));
+    }
+  }
+  return keys;
+}
+
+// Same code, message prefixed with `context`.
+absl::Status WithContext(const absl::Status& status, Sv context) {
+  return absl::Status(status.code(),
+                      absl::StrCat(context, ": ", status.message()));
+}
+
+// Kafka topic names: 1..249 of [A-Za-z0-9._-], not "." or "..".
+bool IsValidTopicName(Sv name) {
+  if (name.empty() || name.size() > 249 || name == "." || name == "..") {
+    return false;
+  }
+  for (char c : name) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '.' &&
+        c != '_' && c != '-') {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::string Substitute(Sv tmpl, Sv ns, Sv processor) {
+  return absl::StrReplaceAll(
+      tmpl, {{kPlaceholderNamespace, ns}, {kPlaceholderProcessor, processor}});
+}
+
+// Stands in for a processor name when Validate() checks topic templates.
+constexpr char kSampleProcessor[] = "processor";
+
+// `placeholders` lists what `key` substitutes, for the error message.
+absl::Status CheckTopicTemplate(Sv key, Sv tmpl, Sv resolved, Sv placeholders) {
+  if (IsValidTopicName(resolved)) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "config key '", key, "': template '", tmpl, "' gives topic '", resolved,
+      "', which is not a valid Kafka topic name (1 to 249 characters from "
+      "[A-Za-z0-9._-]); placeholders substituted here: ", placeholders));
+}
+
+constexpr char kBothPlaceholders[] = "{namespace} and {processor}";
+
+absl::Status CheckBrokers(Sv brokers) {
+  Sv rest = brokers;
+  if (absl::ConsumePrefix(&rest, "mock://")) {
+    if (rest.empty() ||
+        (rest.size() == 1 && rest[0] >= '1' && rest[0] <= '9')) {
+      return absl::OkStatus();
+    }
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config key 'brokers': '", brokers,
+        "' is not valid; after 'mock://' give nothing or a broker count "
+        "from 1 to 9, e.g. 'mock://3'"));
+  }
+  if (absl::ConsumePrefix(&rest, "kafka://")) {
+    if (rest.empty()) {
+      return absl::InvalidArgumentError(
+          "config key 'brokers': 'kafka://' needs at least one host:port, "
+          "e.g. 'kafka://localhost:9092'");
+    }
+    for (Sv entry : absl::StrSplit(rest, ',')) {
+      const Sv hostport = absl::StripAsciiWhitespace(entry);
+      const size_t colon = hostport.rfind(':');
+      bool ok = colon != Sv::npos && colon > 0;
+      if (ok) {
+        Sv host = hostport.substr(0, colon);
+        if (host.front() == '[') {  // [IPv6]:port
+          ok = host.size() > 2 && host.back() == ']';
+        } else {
+          ok = host.find_first_of(":[]/ ") == Sv::npos;
+        }
+      }
+      uint64_t port = 0;
+      if (ok) {
+        ok = ParseDigits(hostport.substr(colon + 1), 65535, port) && port > 0;
+      }
+      if (!ok) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "config key 'brokers': '", hostport, "' in '", brokers,
+            "' is not host:port (port 1-65535); give a comma-separated list "
+            "such as 'kafka://k1:9092,k2:9092'"));
+      }
+    }
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "config key 'brokers': '", brokers,
+      "' must start with 'mock://' (embedded test cluster) or 'kafka://' "
+      "followed by host:port[,host:port...]"));
+}
+
+int64_t Ms(absl::Duration d) { return absl::ToInt64Milliseconds(d); }
+
+absl::Status AtLeast(Sv key, uint64_t value, uint64_t min, Sv why = "") {
+  if (value >= min) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "config key '", key, "' is ", value, "; it must be at least ", min,
+      why.empty() ? "" : " (", why, why.empty() ? "" : ")"));
+}
+
+absl::Status NotNegative(Sv key, absl::Duration d) {
+  if (d >= absl::ZeroDuration()) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "config key '", key, "' is ", Ms(d), " ms; it must not be negative"));
+}
+
+}  // namespace
+
+Config::Config() {
+  PriorityConfig& realtime = For(Priority::kRealtime);
+  realtime.max_jobs = 1;
+  realtime.max_bytes = max_message_bytes;
+  realtime.max_linger = absl::ZeroDuration();
+  realtime.batch_timeout = absl::Seconds(10);
+
+  PriorityConfig& normal = For(Priority::kNormal);
+  normal.max_jobs = 500;
+  normal.max_bytes = 512 * 1024;
+  normal.max_linger = absl::Milliseconds(5);
+  normal.batch_timeout = absl::Seconds(30);
+
+  PriorityConfig& slow = For(Priority::kSlow);
+  slow.max_jobs = 5000;
+  slow.max_bytes = 900'000;
+  slow.max_linger = absl::Milliseconds(50);
+  slow.batch_timeout = absl::Seconds(300);
+}
+
+absl::Status Config::Set(std::string_view key_in, std::string_view value_in) {
+  const Sv key = absl::StripAsciiWhitespace(ToSv(key_in));
+  const Sv value = absl::StripAsciiWhitespace(ToSv(value_in));
+
+  Sv property = key;
+  if (absl::ConsumePrefix(&property, kKafkaKeyPrefix)) {
+    if (property.empty()) {
+      return absl::InvalidArgumentError(
+          "config key 'kafka.' names no librdkafka property; write "
+          "'kafka.<property>', e.g. 'kafka.security.protocol'");
+    }
+    kafka[std::string(property)] = std::string(value);
+    return absl::OkStatus();
+  }
+
+  for (const GlobalKey& k : kGlobalKeys) {
+    if (k.name == key) return k.set(*this, key, value);
+  }
+
+  const size_t dot = key.find('.');
+  if (dot != Sv::npos) {
+    const Sv prefix = key.substr(0, dot);
+    const Sv name = key.substr(dot + 1);
+    if (std::optional<Priority> p = ParsePriority(ToStd(prefix))) {
+      for (const PriorityKey& k : kPriorityKeys) {
+        if (k.name == name) return k.set(For(*p), key, value);
+      }
+      return absl::InvalidArgumentError(absl::StrCat(
+          "unknown config key '", key, "'; the per-priority keys are ", prefix,
+          ".max_jobs, ", prefix, ".max_bytes, ", prefix, ".max_linger_ms, ",
+          prefix, ".batch_timeout_ms and ", prefix, ".topic"));
+    }
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "unknown config key '", key,
+      "'; keys are lowercase, see docs/configuration.md for the list "
+      "(raw librdkafka properties go under 'kafka.')"));
+}
+
+absl::Status Config::MergeFile(const std::string& path) {
+  std::FILE* file = std::fopen(path.c_str(), "rb");
+  if (file == nullptr) {
+    const int err = errno;
+    const std::string message =
+        absl::StrCat("cannot open config file '", path,
+                     "': ", std::strerror(err));
+    if (err == ENOENT || err == ENOTDIR) {
+      return absl::NotFoundError(message);
+    }
+    if (err == EACCES || err == EPERM) {
+      return absl::PermissionDeniedError(message);
+    }
+    return absl::UnavailableError(message);
+  }
+  std::string text;
+  char buffer[4096];
+  size_t n = 0;
+  while ((n = std::fread(buffer, 1, sizeof(buffer), file)) > 0) {
+    text.append(buffer, n);
+  }
+  const bool read_failed = std::ferror(file) != 0;
+  const int err = errno;
+  std::fclose(file);
+  if (read_failed) {
+    const std::string message = absl::StrCat(
+        "cannot read config file '", path, "': ", std::strerror(err));
+    return err == EISDIR ? absl::InvalidArgumentError(message)
+                         : absl::UnavailableError(message);
+  }
+
+  int line_number = 0;
+  for (Sv line : absl::StrSplit(text, '\n')) {
+    ++line_number;
+    const std::string where = absl::StrCat(path, ":", line_number);
+    // A '#' starts a comment at the start of the line or after whitespace;
+    // elsewhere (e.g. "pass#word") it is part of the value.
+    for (size_t i = 0; i < line.size(); ++i) {
+      if (line[i] == '#' &&
+          (i == 0 || absl::ascii_isspace(static_cast<unsigned char>(
+                         line[i - 1])))) {
+        line = line.substr(0, i);
+        break;
+      }
+    }
+    line = absl::StripAsciiWhitespace(line);
+    if (line.empty()) continue;
+    const size_t eq = line.find('=');
+    if (eq == Sv::npos) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          where, ": expected 'key = value', got '", line, "'"));
+    }
+    const Sv key = absl::StripAsciiWhitespace(line.substr(0, eq));
+    if (key.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          where, ": missing key before '=' in '", line, "'"));
+    }
+    if (absl::Status s = Set(ToStd(key), ToStd(line.substr(eq + 1)));
+        !s.ok()) {
+      return WithContext(s, where);
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Config::MergeEnvironment() {
+  for (const std::string& key : KnownKeys()) {
+    const std::string name = EnvName(key);
+    const char* value = std::getenv(name.c_str());
+    if (value == nullptr) continue;
+    if (absl::Status s = Set(key, value); !s.ok()) {
+      return WithContext(s, absl::StrCat("environment variable ", name));
+    }
+  }
+
+  if (environ == nullptr) return absl::OkStatus();
+  for (char** entry = environ; *entry != nullptr; ++entry) {
+    Sv var(*entry);
+    const size_t eq = var.find('=');
+    if (eq == Sv::npos) continue;
+    Sv name = var.substr(0, eq);
+    const Sv value = var.substr(eq + 1);
+    if (!absl::ConsumePrefix(&name, kKafkaEnvPrefix)) continue;
+    bool ignored = false;
+    for (Sv skip : kKafkaEnvIgnored) ignored |= name == skip;
+    if (ignored) continue;
+    if (name.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "environment variable ", kKafkaEnvPrefix,
+          " names no librdkafka property; use e.g. "
+          "BATCHBUS_KAFKA_SECURITY_PROTOCOL=ssl"));
+    }
+    std::string property = absl::AsciiStrToLower(name);
+    for (char& c : property) {
+      if (c == '_') c = '.';
+    }
+    kafka[property] = std::string(absl::StripAsciiWhitespace(value));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Config> Config::Load(const std::string& path) {
+  Config config;
+  std::string file = path;
+  bool from_env = false;
+  if (file.empty()) {
+    const std::string env_name(kConfigEnv);
+    if (const char* env = std::getenv(env_name.c_str());
+        env != nullptr && *env != '\0') {
+      file = env;
+      from_env = true;
+    }
+  }
+  if (!file.empty()) {
+    if (absl::Status s = config.MergeFile(file); !s.ok()) {
+      return from_env ? WithContext(s, absl::StrCat("$", kConfigEnv)) : s;
+    }
+  }
+  if (absl::Status s = config.MergeEnvironment(); !s.ok()) return s;
+  if (absl::Status s = config.Validate(); !s.ok()) return s;
+  return config;
+}
+
+absl::Status Config::Validate() const {
+  if (absl::Status s = CheckBrokers(brokers); !s.ok()) return s;
+
+  if (ns.empty()) {
+    return absl::InvalidArgumentError(
+        "config key 'namespace' is empty; it prefixes every topic name, "
+        "e.g. 'batchbus'");
+  }
+  for (char c : ns) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '.' &&
+        c != '_' && c != '-') {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "config key 'namespace': '", ns,
+          "' may only contain letters, digits, '.', '_' and '-'"));
+    }
+  }
+
+  if (absl::Status s = AtLeast("max_message_bytes", max_message_bytes, 1024);
+      !s.ok()) {
+    return s;
+  }
+
+  std::string topics[kNumPriorities];
+  for (Priority p : kAllPriorities) {
+    const PriorityConfig& pc = For(p);
+    const std::string name(PriorityName(p));
+    const std::string max_jobs_key = absl::StrCat(name, ".max_jobs");
+    const std::string max_bytes_key = absl::StrCat(name, ".max_bytes");
+    const std::string linger_key = absl::StrCat(name, ".max_linger_ms");
+    const std::string timeout_key = absl::StrCat(name, ".batch_timeout_ms");
+
+    if (p == Priority::kRealtime && pc.max_jobs != 1) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "config key 'realtime.max_jobs' is ", pc.max_jobs,
+          "; it must be 1: realtime jobs are always sent at once as a batch "
+          "of one (use the normal priority for batching)"));
+    }
+    if (absl::Status s = AtLeast(max_jobs_key, pc.max_jobs, 1); !s.ok()) {
+      return s;
+    }
+    if (absl::Status s = AtLeast(max_bytes_key, pc.max_bytes, 256); !s.ok()) {
+      return s;
+    }
+    if (pc.max_bytes > max_message_bytes) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "config key '", max_bytes_key, "' is ", pc.max_bytes,
+          ", more than max_message_bytes (", max_message_bytes,
+          "); a batch must fit in one Kafka message, so lower ",
+          max_bytes_key, " or raise max_message_bytes"));
+    }
+    if (absl::Status s = NotNegative(linger_key, pc.max_linger); !s.ok()) {
+      return s;
+    }
+    if (pc.batch_timeout <= absl::ZeroDuration()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "config key '", timeout_key, "' is ", Ms(pc.batch_timeout),
+          "; it must be more than 0"));
+    }
+    if (pc.batch_timeout < pc.max_linger) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "config key '", timeout_key, "' (", Ms(pc.batch_timeout),
+          " ms) is less than ", linger_key, " (", Ms(pc.max_linger),
+          " ms); a batch would time out before it is sent"));
+    }
+    topics[static_cast<int>(p)] = TopicFor(kSampleProcessor, p);
+    if (!pc.topic.empty()) {
+      if (absl::Status s =
+              CheckTopicTemplate(absl::StrCat(name, ".topic"), pc.topic,
+                                 topics[static_cast<int>(p)],
+                                 kBothPlaceholders);
+          !s.ok()) {
+        return s;
+      }
+    }
+  }
+  for (int a = 0; a < kNumPriorities; ++a) {
+    for (int b = a + 1; b < kNumPriorities; ++b) {
+      if (topics[a] == topics[b]) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "config keys '", ToSv(PriorityName(kAllPriorities[a])),
+            ".topic' and '", ToSv(PriorityName(kAllPriorities[b])),
+            ".topic' give the same topic ('", topics[a],
+            "' for processor 'processor'); each priority needs its own "
+            "topic"));
+      }
+    }
+  }
+
+  if (absl::Status s = AtLeast("max_inflight_jobs", max_inflight_jobs, 1);
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s =
+          AtLeast("max_inflight_bytes", max_inflight_bytes, max_message_bytes,
+                  "max_message_bytes: room for at least one full message");
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = NotNegative("submit_wait_ms", submit_wait); !s.ok()) {
+    return s;
+  }
+  if (reply_partition < -1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config key 'reply_partition' is ", reply_partition,
+        "; use -1 (pick by instance id) or a partition number >= 0"));
+  }
+  if (!reply_topic.empty()) {
+    if (absl::Status s =
+            CheckTopicTemplate("reply_topic", reply_topic, ReplyTopic(),
+                               "{namespace} only");
+        !s.ok()) {
+      return s;
+    }
+  }
+
+  if (absl::Status s = AtLeast("prefetch_jobs", prefetch_jobs, 1); !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = AtLeast("fetch_queue_kbytes", fetch_queue_kbytes, 1);
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = NotNegative("result_linger_ms", result_linger);
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = AtLeast("result_max_bytes", result_max_bytes, 256);
+      !s.ok()) {
+    return s;
+  }
+  if (result_max_bytes > max_message_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config key 'result_max_bytes' is ", result_max_bytes,
+        ", more than max_message_bytes (", max_message_bytes,
+        "); a result message must fit in one Kafka message, so lower "
+        "result_max_bytes or raise max_message_bytes"));
+  }
+  if (!dead_letter_topic.empty()) {
+    if (absl::Status s =
+            CheckTopicTemplate("dead_letter_topic", dead_letter_topic,
+                               DeadLetterTopicFor(kSampleProcessor),
+                               kBothPlaceholders);
+        !s.ok()) {
+      return s;
+    }
+  }
+
+  if (topic_partitions < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("config key 'topic_partitions' is ", topic_partitions,
+                     "; it must be at least 1"));
+  }
+  if (replication_factor < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("config key 'replication_factor' is ",
+                     replication_factor, "; it must be at least 1"));
+  }
+  if (absl::Status s = NotNegative("close_timeout_ms", close_timeout);
+      !s.ok()) {
+    return s;
+  }
+  return absl::OkStatus();
+}
+
+std::string Config::TopicFor(std::string_view processor_in, Priority p) const {
+  const Sv processor = ToSv(processor_in);
+  const std::string& tmpl = For(p).topic;
+  if (tmpl.empty()) {
+    return absl::StrCat(ns, ".", processor, ".", ToSv(PriorityName(p)));
+  }
+  return Substitute(tmpl, ns, processor);
+}
+
+std::string Config::ReplyTopic() const {
+  if (reply_topic.empty()) return absl::StrCat(ns, ".replies");
+  return absl::StrReplaceAll(reply_topic, {{kPlaceholderNamespace, ns}});
+}
+
+std::string Config::GroupIdFor(std::string_view processor_in) const {
+  const Sv processor = ToSv(processor_in);
+  if (group_id.empty()) return absl::StrCat(ns, ".", processor);
+  return Substitute(group_id, ns, processor);
+}
+
+std::string Config::DeadLetterTopicFor(std::string_view processor_in) const {
+  const Sv processor = ToSv(processor_in);
+  if (dead_letter_topic.empty()) {
+    return absl::StrCat(ns, ".", processor, ".dead");
+  }
+  return Substitute(dead_letter_topic, ns, processor);
+}
+
+}  // namespace batchbus

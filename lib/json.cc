@@ -1,0 +1,90 @@
+#include "json.h"
+
+#include <cstring>
+
+#include "strcat.h"
+#include "simdjson.h"
+
+namespace batchbus::json {
+namespace {
+
+bool NeedsEscape(unsigned char c) { return c < 0x20 || c == '"' || c == '\\'; }
+
+struct ThreadParser {
+  simdjson::dom::parser parser;
+  std::string padded;  // Input copied here so simdjson may read past the end.
+};
+
+ThreadParser& LocalParser() {
+  thread_local ThreadParser tp;
+  return tp;
+}
+
+}  // namespace
+
+absl::Status Validate(std::string_view text, std::string_view what) {
+  ThreadParser& tp = LocalParser();
+  const size_t need = text.size() + simdjson::SIMDJSON_PADDING;
+  if (tp.padded.size() < need) tp.padded.resize(need < 4096 ? 4096 : need);
+  if (!text.empty()) std::memcpy(tp.padded.data(), text.data(), text.size());
+  simdjson::dom::element root;
+  auto error = tp.parser.parse(tp.padded.data(), text.size(), false).get(root);
+  if (error) {
+    return absl::InvalidArgumentError(StrCat(
+        what, " is not valid JSON: ", simdjson::error_message(error)));
+  }
+  return absl::OkStatus();
+}
+
+size_t QuotedSize(std::string_view s) {
+  size_t n = 2;
+  for (unsigned char c : s) {
+    if (!NeedsEscape(c)) {
+      ++n;
+    } else if (c == '"' || c == '\\' || c == '\n' || c == '\t' || c == '\r' ||
+               c == '\b' || c == '\f') {
+      n += 2;
+    } else {
+      n += 6;
+    }
+  }
+  return n;
+}
+
+void AppendQuoted(std::string& out, std::string_view s) {
+  out.push_back('"');
+  size_t start = 0;
+  for (size_t i = 0; i < s.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    if (!NeedsEscape(c)) continue;
+    out.append(s.data() + start, i - start);
+    start = i + 1;
+    switch (c) {
+      case '"': out.append("\\\""); break;
+      case '\\': out.append("\\\\"); break;
+      case '\n': out.append("\\n"); break;
+      case '\t': out.append("\\t"); break;
+      case '\r': out.append("\\r"); break;
+      case '\b': out.append("\\b"); break;
+      case '\f': out.append("\\f"); break;
+      default: {
+        static constexpr char kHex[] = "0123456789abcdef";
+        const char esc[6] = {'\\', 'u', '0', '0', kHex[c >> 4], kHex[c & 15]};
+        out.append(esc, 6);
+      }
+    }
+  }
+  out.append(s.data() + start, s.size() - start);
+  out.push_back('"');
+}
+
+std::string_view TrimWhitespace(std::string_view text) {
+  auto is_ws = [](char c) {
+    return c == ' ' || c == '\n' || c == '\r' || c == '\t';
+  };
+  while (!text.empty() && is_ws(text.front())) text.remove_prefix(1);
+  while (!text.empty() && is_ws(text.back())) text.remove_suffix(1);
+  return text;
+}
+
+}  // namespace batchbus::json

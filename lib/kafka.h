@@ -1,0 +1,91 @@
+// Everything that touches librdkafka's C API directly: owning handles,
+// error mapping, configuration, the embedded mock cluster and topic setup.
+#ifndef BATCHBUS_LIB_KAFKA_H_
+#define BATCHBUS_LIB_KAFKA_H_
+
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "batchbus/config.h"
+
+namespace batchbus::kafka {
+
+// One owner per librdkafka handle type.
+struct Deleter {
+  void operator()(rd_kafka_t* p) const { rd_kafka_destroy(p); }
+  void operator()(rd_kafka_conf_t* p) const { rd_kafka_conf_destroy(p); }
+  void operator()(rd_kafka_topic_t* p) const { rd_kafka_topic_destroy(p); }
+  void operator()(rd_kafka_queue_t* p) const { rd_kafka_queue_destroy(p); }
+  void operator()(rd_kafka_message_t* p) const { rd_kafka_message_destroy(p); }
+  void operator()(rd_kafka_event_t* p) const { rd_kafka_event_destroy(p); }
+  void operator()(rd_kafka_error_t* p) const { rd_kafka_error_destroy(p); }
+  void operator()(rd_kafka_topic_partition_list_t* p) const {
+    rd_kafka_topic_partition_list_destroy(p);
+  }
+  void operator()(rd_kafka_AdminOptions_t* p) const {
+    rd_kafka_AdminOptions_destroy(p);
+  }
+  void operator()(rd_kafka_NewTopic_t* p) const { rd_kafka_NewTopic_destroy(p); }
+  void operator()(const rd_kafka_metadata_t* p) const {
+    rd_kafka_metadata_destroy(p);
+  }
+};
+using KafkaPtr = std::unique_ptr<rd_kafka_t, Deleter>;
+using ConfPtr = std::unique_ptr<rd_kafka_conf_t, Deleter>;
+using TopicPtr = std::unique_ptr<rd_kafka_topic_t, Deleter>;
+using QueuePtr = std::unique_ptr<rd_kafka_queue_t, Deleter>;
+using MessagePtr = std::unique_ptr<rd_kafka_message_t, Deleter>;
+using EventPtr = std::unique_ptr<rd_kafka_event_t, Deleter>;
+using ErrorPtr = std::unique_ptr<rd_kafka_error_t, Deleter>;
+using PartitionListPtr = std::unique_ptr<rd_kafka_topic_partition_list_t, Deleter>;
+using AdminOptionsPtr = std::unique_ptr<rd_kafka_AdminOptions_t, Deleter>;
+using NewTopicPtr = std::unique_ptr<rd_kafka_NewTopic_t, Deleter>;
+using MetadataPtr = std::unique_ptr<const rd_kafka_metadata_t, Deleter>;
+
+// Maps a librdkafka error to an absl::Status; `context` says what was being
+// done. The one place error codes are translated.
+absl::Status ToStatus(rd_kafka_resp_err_t err, std::string_view context);
+
+// Bootstrap servers for config.brokers; "mock://[N]" starts (once per
+// process) the embedded mock cluster and returns its address.
+absl::StatusOr<std::string> ResolveBootstrap(const Config& config);
+
+// Makes a mock cluster created elsewhere (tests, benchmarks) known, so that
+// EnsureTopics creates topics on it through the mock API.
+void RegisterMockCluster(rd_kafka_mock_cluster_t* cluster);
+void UnregisterMockCluster(rd_kafka_mock_cluster_t* cluster);
+
+// A librdkafka configuration: bootstrap servers and client id from `config`,
+// then `defaults`, then config.kafka (the user's raw properties win).
+absl::StatusOr<ConfPtr> MakeConf(
+    const Config& config,
+    const std::vector<std::pair<std::string, std::string>>& defaults);
+
+// Creates a handle, taking ownership of `conf`.
+absl::StatusOr<KafkaPtr> MakeHandle(rd_kafka_type_t type, ConfPtr conf);
+
+// Makes sure `topics` exist. With config.create_topics, missing ones are
+// created (config.topic_partitions, config.replication_factor); otherwise a
+// missing topic is FailedPrecondition naming it and saying how to create it.
+absl::Status EnsureTopics(rd_kafka_t* rk, const Config& config,
+                          const std::vector<std::string>& topics,
+                          absl::Duration timeout);
+
+// Partitions of `topic`, from the cluster's metadata.
+absl::StatusOr<int> PartitionCount(rd_kafka_t* rk, const std::string& topic,
+                                   absl::Duration timeout);
+
+int ToMillis(absl::Duration d);
+
+}  // namespace batchbus::kafka
+
+#endif  // BATCHBUS_LIB_KAFKA_H_

@@ -1,0 +1,763 @@
+// Submitter: batches jobs per (processor, priority), publishes them, and
+// matches results coming back on this instance's reply partition.
+//
+// Threads: callers of Submit() append to open batches under `mu_` and
+// publish batches that fill up. One internal thread publishes batches whose
+// linger expired, serves delivery reports, reads results, expires batch
+// timeouts and runs every callback (outside `mu_`, so callbacks may Submit).
+//
+// Timeouts: the batch timeout is fixed per priority, so batches sealed in
+// order expire in order; one FIFO per priority is the whole timer structure.
+#include "batchbus/submitter.h"
+
+#include <librdkafka/rdkafka.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/hash/hash.h"
+#include "strcat.h"
+#include "absl/time/clock.h"
+#include "json.h"
+#include "kafka.h"
+#include "log.h"
+#include "wakeup.h"
+#include "wire.h"
+
+namespace batchbus {
+namespace {
+
+constexpr size_t kMaxNameBytes = 200;
+constexpr size_t kMaxGroupBytes = 1024;
+
+bool ValidTopicChars(std::string_view s) {
+  for (char c : s) {
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+          (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-')) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// One job waiting for its result.
+struct Slot {
+  JobId id;
+  Submitter::Callback done;
+  uint32_t bytes = 0;
+  bool finished = false;
+};
+
+struct Batch {
+  uint64_t seq = 0;
+  Priority priority = Priority::kNormal;
+  std::string processor;
+  std::string topic;
+  wire::BatchWriter writer;  // While open.
+  std::vector<Slot> slots;
+  size_t unfinished = 0;
+  absl::Time linger_deadline;
+};
+
+// Handed to librdkafka with each batch message; freed by the delivery
+// report.
+struct InFlightMessage {
+  uint64_t seq;
+  std::string topic;
+  std::string payload;
+};
+
+// A callback to run outside the lock.
+struct Completion {
+  Submitter::Callback done;
+  JobResult result;
+};
+
+}  // namespace
+
+struct Submitter::Impl {
+  Config config;
+  std::string instance;
+  std::string reply_topic;
+  int32_t reply_partition = 0;
+
+  kafka::KafkaPtr producer;
+  kafka::KafkaPtr consumer;
+  kafka::QueuePtr producer_queue;  // Main queue: delivery reports.
+  kafka::TopicPtr reply_topic_handle;
+  kafka::QueuePtr reply_queue;     // Our reply partition.
+  WakeupPipe wakeup;
+  std::thread io_thread;
+  std::atomic<bool> stop_io{false};
+
+  mutable std::mutex mu;
+  std::condition_variable room_cv;   // Back-pressure waiters.
+  std::condition_variable idle_cv;   // Close() waiting for in-flight jobs.
+  int room_waiters = 0;
+  bool closed = false;
+  bool close_done = false;
+  uint64_t next_seq = 1;
+  // Open batches per processor, index by priority.
+  absl::flat_hash_map<std::string, std::array<std::unique_ptr<Batch>, 3>> open;
+  // Sealed batches with unfinished jobs.
+  absl::flat_hash_map<uint64_t, std::unique_ptr<Batch>> sealed;
+  std::array<std::deque<std::pair<absl::Time, uint64_t>>, kNumPriorities>
+      timers;
+  uint64_t inflight_jobs = 0;
+  uint64_t inflight_bytes = 0;
+  Submitter::Stats stats;
+  LateResultHook late_hook;
+
+  // Only touched by the io thread.
+  wire::Decoder decoder;
+  std::vector<wire::ResultEntry> entries;
+
+  absl::Status Init();
+  absl::Status Submit(Job& job, Callback done);
+  void SealLocked(std::unique_ptr<Batch>& slot, std::vector<InFlightMessage*>& out);
+  void Publish(std::vector<InFlightMessage*>& messages);
+  void FailSlotsLocked(Batch& batch, std::string_view why,
+                       std::vector<Completion>& out);
+  void ReleaseLocked(const Slot& slot);
+  void RunCompletions(std::vector<Completion>& completions);
+  void IoLoop();
+  void HandleReplies(std::vector<Completion>& completions,
+                     std::vector<JobResult>& late);
+  void HandleDelivery(rd_kafka_message_t* msg);
+  void ReportLate(std::vector<JobResult>& late);
+  absl::Status Close(absl::Duration timeout);
+
+  static void DeliveryReport(rd_kafka_t*, const rd_kafka_message_t* msg,
+                             void* opaque) noexcept;
+};
+
+// ------------------------------------------------------------------ setup
+
+absl::Status Submitter::Impl::Init() {
+  if (!wakeup.ok()) return absl::InternalError("could not create a pipe");
+  instance = JobId::Random().ToString();
+  reply_topic = config.ReplyTopic();
+
+  int min_timeout_ms = INT32_MAX;
+  for (Priority p : kAllPriorities) {
+    min_timeout_ms =
+        std::min(min_timeout_ms, kafka::ToMillis(config.For(p).batch_timeout));
+  }
+  auto pconf = kafka::MakeConf(
+      config,
+      {{"linger.ms", "0"},
+       {"message.max.bytes",
+        std::to_string(std::max<size_t>(config.max_message_bytes + 4096,
+                                        1'000'000))},
+       {"message.timeout.ms", std::to_string(std::max(min_timeout_ms, 1000))},
+       {"queue.buffering.max.messages", "1000000"}});
+  if (!pconf.ok()) return pconf.status();
+  rd_kafka_conf_set_dr_msg_cb(pconf->get(), &Impl::DeliveryReport);
+  rd_kafka_conf_set_opaque(pconf->get(), this);
+  auto p = kafka::MakeHandle(RD_KAFKA_PRODUCER, std::move(*pconf));
+  if (!p.ok()) return p.status();
+  producer = std::move(*p);
+
+  if (auto s = kafka::EnsureTopics(producer.get(), config, {reply_topic},
+                                   absl::Seconds(15));
+      !s.ok()) {
+    return s;
+  }
+  auto partitions =
+      kafka::PartitionCount(producer.get(), reply_topic, absl::Seconds(10));
+  if (!partitions.ok()) return partitions.status();
+  if (config.reply_partition >= *partitions) {
+    return absl::InvalidArgumentError(StrCat(
+        "reply_partition ", config.reply_partition, " but topic ",
+        reply_topic, " has only ", *partitions, " partitions"));
+  }
+  reply_partition =
+      config.reply_partition >= 0
+          ? config.reply_partition
+          : static_cast<int32_t>(absl::HashOf(instance) %
+                                 static_cast<size_t>(*partitions));
+
+  auto cconf = kafka::MakeConf(config, {{"enable.auto.commit", "false"},
+                                        {"enable.partition.eof", "false"},
+                                        {"fetch.wait.max.ms", "10"},
+                                        {"fetch.error.backoff.ms", "10"}});
+  if (!cconf.ok()) return cconf.status();
+  auto c = kafka::MakeHandle(RD_KAFKA_CONSUMER, std::move(*cconf));
+  if (!c.ok()) return c.status();
+  consumer = std::move(*c);
+
+  // Start exactly at the current end, resolved now: results for batches we
+  // are about to send can never land before our starting offset.
+  int64_t low = 0, high = 0;
+  if (rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(
+          consumer.get(), reply_topic.c_str(), reply_partition, &low, &high,
+          10000)) {
+    return kafka::ToStatus(err, StrCat("reading the end of ", reply_topic,
+                                             "[", reply_partition, "]"));
+  }
+  // A plain partition consumer: no group, nothing committed.
+  reply_topic_handle.reset(
+      rd_kafka_topic_new(consumer.get(), reply_topic.c_str(), nullptr));
+  reply_queue.reset(rd_kafka_queue_new(consumer.get()));
+  if (rd_kafka_consume_start_queue(reply_topic_handle.get(), reply_partition,
+                                   high, reply_queue.get()) != 0) {
+    return kafka::ToStatus(rd_kafka_last_error(),
+                           "starting to read the reply partition");
+  }
+  producer_queue.reset(rd_kafka_queue_get_main(producer.get()));
+  rd_kafka_queue_io_event_enable(reply_queue.get(), wakeup.write_fd(), "1", 1);
+  rd_kafka_queue_io_event_enable(producer_queue.get(), wakeup.write_fd(), "1",
+                                 1);
+  io_thread = std::thread([this] { IoLoop(); });
+  log::Info("submitter ", instance, " reading results from ", reply_topic, "[",
+            reply_partition, "] from offset ", high);
+  return absl::OkStatus();
+}
+
+// ----------------------------------------------------------------- submit
+
+absl::Status Submitter::Impl::Submit(Job& job, Callback done) {
+  if (job.processor.empty() || job.processor.size() > kMaxNameBytes ||
+      !ValidTopicChars(job.processor)) {
+    return absl::InvalidArgumentError(StrCat(
+        "job processor name '", job.processor,
+        "' must be 1-200 characters of [A-Za-z0-9._-] (it names a topic)"));
+  }
+  if (job.group.empty() || job.group.size() > kMaxGroupBytes) {
+    return absl::InvalidArgumentError(
+        "job group must be a non-empty name of at most 1024 bytes");
+  }
+  if (!done) return absl::InvalidArgumentError("Submit needs a callback");
+  if (auto s = json::Validate(job.data, "job data"); !s.ok()) return s;
+  const std::string_view data = json::TrimWhitespace(job.data);
+  const Priority priority = job.priority;
+  const PriorityConfig& pc = config.For(priority);
+  const size_t job_size = wire::BatchWriter::JobSize(job.group, data);
+  const size_t header_size = wire::kBatchOverhead + instance.size() +
+                             reply_topic.size() + job.processor.size();
+  if (header_size + job_size > config.max_message_bytes) {
+    return absl::InvalidArgumentError(StrCat(
+        "job of ", job_size, " encoded bytes does not fit in one message (",
+        "max_message_bytes = ", config.max_message_bytes, ")"));
+  }
+  if (job.id.IsZero()) job.id = JobId::Random();
+
+  std::vector<InFlightMessage*> to_publish;
+  bool wake_io = false;
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    if (closed) {
+      ++stats.rejected;
+      return absl::FailedPreconditionError("submitter is closed");
+    }
+    auto full = [&] {
+      return inflight_jobs + 1 > config.max_inflight_jobs ||
+             (inflight_bytes > 0 &&
+              inflight_bytes + job_size > config.max_inflight_bytes);
+    };
+    if (full()) {
+      if (config.backpressure == BackpressurePolicy::kWait) {
+        ++room_waiters;
+        room_cv.wait_for(lock, absl::ToChronoNanoseconds(config.submit_wait),
+                         [&] { return !full() || closed; });
+        --room_waiters;
+      }
+      if (full() || closed) {
+        ++stats.rejected;
+        return closed ? absl::FailedPreconditionError("submitter is closed")
+                      : absl::ResourceExhaustedError(StrCat(
+                            "submitter is full: ", inflight_jobs,
+                            " jobs and ", inflight_bytes,
+                            " bytes in flight (max_inflight_jobs = ",
+                            config.max_inflight_jobs,
+                            ", max_inflight_bytes = ",
+                            config.max_inflight_bytes, ")"));
+      }
+    }
+    auto& per_priority = open[job.processor];
+    std::unique_ptr<Batch>& batch = per_priority[static_cast<int>(priority)];
+    if (batch && batch->writer.jobs() > 0 &&
+        batch->writer.FinishedSize() + job_size > pc.max_bytes) {
+      SealLocked(batch, to_publish);
+    }
+    if (!batch) {
+      batch = std::make_unique<Batch>();
+      batch->seq = next_seq++;
+      batch->priority = priority;
+      batch->processor = job.processor;
+      batch->topic = config.TopicFor(job.processor, priority);
+      batch->writer.Begin({instance, batch->seq, reply_topic, reply_partition,
+                           job.processor, priority});
+      batch->slots.reserve(std::min<size_t>(pc.max_jobs, 4096));
+      batch->linger_deadline = absl::Now() + pc.max_linger;
+      wake_io = priority != Priority::kRealtime;
+    }
+    batch->writer.AddJob(job.id, job.group, data);
+    Slot& slot = batch->slots.emplace_back();
+    slot.id = job.id;
+    slot.done = std::move(done);
+    slot.bytes = static_cast<uint32_t>(job_size);
+    ++batch->unfinished;
+    ++inflight_jobs;
+    inflight_bytes += job_size;
+    ++stats.submitted;
+    job.status = JobStatus::kSubmitted;
+    if (batch->slots.size() >= pc.max_jobs ||
+        batch->writer.FinishedSize() >= pc.max_bytes) {
+      SealLocked(batch, to_publish);
+    }
+  }
+  if (wake_io) wakeup.Notify();
+  Publish(to_publish);
+  return absl::OkStatus();
+}
+
+void Submitter::Impl::SealLocked(std::unique_ptr<Batch>& batch,
+                                 std::vector<InFlightMessage*>& out) {
+  auto* msg =
+      new InFlightMessage{batch->seq, batch->topic, batch->writer.Finish()};
+  const absl::Duration timeout = config.For(batch->priority).batch_timeout;
+  timers[static_cast<int>(batch->priority)].emplace_back(
+      absl::Now() + timeout, batch->seq);
+  sealed.emplace(batch->seq, std::move(batch));
+  out.push_back(msg);
+}
+
+void Submitter::Impl::Publish(std::vector<InFlightMessage*>& messages) {
+  for (InFlightMessage* msg : messages) {
+    const std::string& topic = msg->topic;
+    rd_kafka_resp_err_t err = rd_kafka_producev(
+        producer.get(), RD_KAFKA_V_TOPIC(topic.c_str()),
+        RD_KAFKA_V_VALUE(msg->payload.data(), msg->payload.size()),
+        RD_KAFKA_V_OPAQUE(msg), RD_KAFKA_V_END);
+    if (err) {
+      // Not queued (e.g. the local queue is full): end its jobs now, outside
+      // the lock.
+      std::vector<Completion> completions;
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        auto it = sealed.find(msg->seq);
+        if (it != sealed.end()) {
+          FailSlotsLocked(*it->second,
+                          StrCat("could not publish the batch to ", topic,
+                                       ": ", rd_kafka_err2str(err)),
+                          completions);
+          sealed.erase(it);
+        }
+      }
+      delete msg;
+      RunCompletions(completions);
+    }
+  }
+  messages.clear();
+}
+
+void Submitter::Impl::ReleaseLocked(const Slot& slot) {
+  --inflight_jobs;
+  inflight_bytes -= slot.bytes;
+}
+
+void Submitter::Impl::FailSlotsLocked(Batch& batch, std::string_view why,
+                                      std::vector<Completion>& out) {
+  for (uint32_t i = 0; i < batch.slots.size(); ++i) {
+    Slot& slot = batch.slots[i];
+    if (slot.finished) continue;
+    slot.finished = true;
+    ReleaseLocked(slot);
+    ++stats.batch_failed;
+    Completion& c = out.emplace_back();
+    c.done = std::move(slot.done);
+    c.result.job_id = slot.id;
+    c.result.status = JobStatus::kBatchFailed;
+    c.result.error = std::string(why);
+    c.result.priority = batch.priority;
+  }
+  batch.unfinished = 0;
+}
+
+void Submitter::Impl::RunCompletions(std::vector<Completion>& completions) {
+  for (Completion& c : completions) {
+    try {
+      c.done(c.result);
+    } catch (const std::exception& e) {
+      log::Error("a job callback threw: ", e.what());
+    } catch (...) {
+      log::Error("a job callback threw a non-standard exception");
+    }
+  }
+  if (!completions.empty()) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (room_waiters > 0) room_cv.notify_all();
+    if (inflight_jobs == 0) idle_cv.notify_all();
+  }
+  completions.clear();
+}
+
+// ---------------------------------------------------------------- io loop
+
+void Submitter::Impl::DeliveryReport(rd_kafka_t*, const rd_kafka_message_t* msg,
+                                     void* opaque) noexcept {
+  try {
+    static_cast<Impl*>(opaque)->HandleDelivery(
+        const_cast<rd_kafka_message_t*>(msg));
+  } catch (const std::exception& e) {
+    log::Error("delivery report handling failed: ", e.what());
+  } catch (...) {
+    log::Error("delivery report handling failed");
+  }
+}
+
+void Submitter::Impl::HandleDelivery(rd_kafka_message_t* msg) {
+  std::unique_ptr<InFlightMessage> sent(
+      static_cast<InFlightMessage*>(msg->_private));
+  std::vector<Completion> completions;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      ++stats.batches_sent;
+      return;
+    }
+    auto it = sealed.find(sent->seq);
+    if (it != sealed.end()) {
+      FailSlotsLocked(
+          *it->second,
+          StrCat("could not deliver the batch to ", it->second->topic,
+                       ": ", rd_kafka_err2str(msg->err)),
+          completions);
+      sealed.erase(it);
+    }
+  }
+  log::Warning("batch ", sent->seq, " not delivered: ",
+               rd_kafka_err2str(msg->err));
+  RunCompletions(completions);
+}
+
+void Submitter::Impl::HandleReplies(std::vector<Completion>& completions,
+                                    std::vector<JobResult>& late) {
+  rd_kafka_message_t* msgs[64];
+  while (true) {
+    ssize_t n = rd_kafka_consume_batch_queue(reply_queue.get(), 0, msgs, 64);
+    if (n <= 0) return;
+    for (ssize_t m = 0; m < n; ++m) {
+      kafka::MessagePtr msg(msgs[m]);
+      if (msg->err) {
+        if (msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+          log::Warning("reading results from ", reply_topic, ": ",
+                       rd_kafka_message_errstr(msg.get()));
+        }
+        continue;
+      }
+      std::string_view key(static_cast<const char*>(msg->key), msg->key_len);
+      if (key != instance) {
+        std::lock_guard<std::mutex> lock(mu);
+        ++stats.foreign_results;
+        continue;
+      }
+      std::string_view addressee;
+      absl::Status s = decoder.DecodeResults(
+          std::string_view(static_cast<const char*>(msg->payload), msg->len),
+          addressee, entries);
+      if (!s.ok() || addressee != instance) {
+        log::Warning("skipping a result message at ", reply_topic, "[",
+                     msg->partition, "]@", msg->offset, ": ",
+                     s.ok() ? "addressed to another instance" : s.message());
+        continue;
+      }
+      std::lock_guard<std::mutex> lock(mu);
+      for (const wire::ResultEntry& e : entries) {
+        auto it = sealed.find(e.seq);
+        Slot* slot = nullptr;
+        if (it != sealed.end() && e.index < it->second->slots.size() &&
+            it->second->slots[e.index].id == e.id) {
+          slot = &it->second->slots[e.index];
+        }
+        JobResult result;
+        result.job_id = e.id;
+        result.status = e.status;
+        result.data = std::string(e.data);
+        result.error = std::string(e.error);
+        if (slot == nullptr || slot->finished) {
+          ++stats.late_results;
+          late.push_back(std::move(result));
+          continue;
+        }
+        Batch& batch = *it->second;
+        result.priority = batch.priority;
+        slot->finished = true;
+        ReleaseLocked(*slot);
+        ++(e.status == JobStatus::kProcessedOk ? stats.processed_ok
+                                               : stats.processed_error);
+        completions.push_back({std::move(slot->done), std::move(result)});
+        if (--batch.unfinished == 0) sealed.erase(it);
+      }
+    }
+  }
+}
+
+void Submitter::Impl::ReportLate(std::vector<JobResult>& late) {
+  if (late.empty()) return;
+  LateResultHook hook;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    hook = late_hook;
+  }
+  if (hook) {
+    for (const JobResult& r : late) {
+      try {
+        hook(r);
+      } catch (...) {
+        log::Error("the late-result hook threw");
+      }
+    }
+  }
+  late.clear();
+}
+
+void Submitter::Impl::IoLoop() {
+  std::vector<Completion> completions;
+  std::vector<JobResult> late;
+  std::vector<InFlightMessage*> to_publish;
+  while (!stop_io.load(std::memory_order_acquire)) {
+    rd_kafka_poll(producer.get(), 0);  // Delivery reports.
+    rd_kafka_poll(consumer.get(), 0);  // Errors and logs.
+    HandleReplies(completions, late);
+
+    absl::Time now = absl::Now();
+    absl::Time next_wake = now + absl::Milliseconds(100);
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      // Batch timeouts, oldest first per priority.
+      for (int p = 0; p < kNumPriorities; ++p) {
+        auto& fifo = timers[p];
+        while (!fifo.empty() && fifo.front().first <= now) {
+          auto it = sealed.find(fifo.front().second);
+          if (it != sealed.end()) {
+            FailSlotsLocked(
+                *it->second,
+                StrCat("no result within the batch timeout of ",
+                             absl::FormatDuration(
+                                 config.For(it->second->priority).batch_timeout),
+                             " (batch ", it->second->seq, " on ",
+                             it->second->topic, ")"),
+                completions);
+            sealed.erase(it);
+          }
+          fifo.pop_front();
+        }
+        if (!fifo.empty()) next_wake = std::min(next_wake, fifo.front().first);
+      }
+      // Lingering batches.
+      for (auto& [processor, batches] : open) {
+        for (auto& batch : batches) {
+          if (!batch) continue;
+          if (batch->linger_deadline <= now) {
+            SealLocked(batch, to_publish);
+          } else {
+            next_wake = std::min(next_wake, batch->linger_deadline);
+          }
+        }
+      }
+    }
+    Publish(to_publish);
+    RunCompletions(completions);
+    ReportLate(late);
+    now = absl::Now();
+    if (next_wake > now) wakeup.Wait(next_wake - now);
+  }
+}
+
+// --------------------------------------------------------------- shutdown
+
+absl::Status Submitter::Impl::Close(absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  std::vector<InFlightMessage*> to_publish;
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    if (close_done) return absl::OkStatus();
+    closed = true;
+    room_cv.notify_all();
+    for (auto& [processor, batches] : open) {
+      for (auto& batch : batches) {
+        if (batch) SealLocked(batch, to_publish);
+      }
+    }
+    open.clear();
+  }
+  Publish(to_publish);
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    idle_cv.wait_for(lock, absl::ToChronoNanoseconds(deadline - absl::Now()),
+                     [&] { return inflight_jobs == 0; });
+  }
+  stop_io.store(true, std::memory_order_release);
+  wakeup.Notify();
+  if (io_thread.joinable()) io_thread.join();
+
+  std::vector<Completion> completions;
+  size_t failed = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    for (auto& [seq, batch] : sealed) {
+      failed += batch->unfinished;
+      FailSlotsLocked(*batch, "submitter closed before the result arrived",
+                      completions);
+    }
+    sealed.clear();
+    for (auto& fifo : timers) fifo.clear();
+    close_done = true;
+  }
+  RunCompletions(completions);
+
+  // Hand back what librdkafka still holds, within what is left of the bound.
+  if (producer) {
+    rd_kafka_flush(producer.get(),
+                   kafka::ToMillis(std::min(deadline - absl::Now(),
+                                            absl::Seconds(1))));
+    rd_kafka_purge(producer.get(),
+                   RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    rd_kafka_poll(producer.get(), 0);  // Frees purged messages' opaques.
+  }
+  if (reply_topic_handle) {
+    rd_kafka_consume_stop(reply_topic_handle.get(), reply_partition);
+  }
+  reply_queue.reset();
+  reply_topic_handle.reset();
+  producer_queue.reset();
+  if (consumer) {
+    rd_kafka_destroy_flags(consumer.release(),
+                           RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+  }
+  producer.reset();
+  if (failed > 0) {
+    return absl::DeadlineExceededError(StrCat(
+        failed, " job(s) had no result when the submitter closed; they were "
+                "ended as BATCH_FAILED"));
+  }
+  return absl::OkStatus();
+}
+
+// ------------------------------------------------------------- public API
+
+absl::StatusOr<std::unique_ptr<Submitter>> Submitter::Create(Config config) {
+  if (auto s = config.Validate(); !s.ok()) return s;
+  auto impl = std::make_unique<Impl>();
+  impl->config = std::move(config);
+  if (auto s = impl->Init(); !s.ok()) {
+    impl->stop_io = true;
+    if (impl->io_thread.joinable()) impl->io_thread.join();
+    return s;
+  }
+  return std::unique_ptr<Submitter>(new Submitter(std::move(impl)));
+}
+
+Submitter::Submitter(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Submitter::~Submitter() {
+  if (impl_) (void)impl_->Close(impl_->config.close_timeout);
+}
+
+absl::Status Submitter::Submit(Job& job, Callback done) {
+  absl::Status s = impl_->Submit(job, std::move(done));
+  if (!s.ok() && s.code() == absl::StatusCode::kInvalidArgument) {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    ++impl_->stats.rejected;
+  }
+  return s;
+}
+
+absl::StatusOr<std::future<JobResult>> Submitter::SubmitAsync(Job job) {
+  auto promise = std::make_shared<std::promise<JobResult>>();
+  std::future<JobResult> future = promise->get_future();
+  absl::Status s = Submit(job, [promise](const JobResult& r) {
+    promise->set_value(r);
+  });
+  if (!s.ok()) return s;
+  return future;
+}
+
+absl::StatusOr<JobResult> Submitter::SubmitAndWait(Job job,
+                                                   absl::Duration timeout) {
+  struct Waiter {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool has_result = false;
+    bool abandoned = false;
+    JobResult result;
+  };
+  auto waiter = std::make_shared<Waiter>();
+  Impl* impl = impl_.get();
+  absl::Status s = Submit(job, [waiter, impl](const JobResult& r) {
+    {
+      std::lock_guard<std::mutex> lock(waiter->mu);
+      if (!waiter->abandoned) {
+        waiter->result = r;
+        waiter->has_result = true;
+        waiter->cv.notify_one();
+        return;
+      }
+    }
+    // The caller gave up waiting: this result is late.
+    LateResultHook hook;
+    {
+      std::lock_guard<std::mutex> lock(impl->mu);
+      ++impl->stats.late_results;
+      hook = impl->late_hook;
+    }
+    if (hook) hook(r);
+  });
+  if (!s.ok()) return s;
+  std::unique_lock<std::mutex> lock(waiter->mu);
+  if (!waiter->cv.wait_for(lock, absl::ToChronoNanoseconds(timeout),
+                           [&] { return waiter->has_result; })) {
+    waiter->abandoned = true;
+    JobResult r;
+    r.job_id = job.id;
+    r.status = JobStatus::kBatchFailed;
+    r.priority = job.priority;
+    r.error = StrCat("SubmitAndWait gave up after ",
+                           absl::FormatDuration(timeout),
+                           "; the job is still pending");
+    return r;
+  }
+  return std::move(waiter->result);
+}
+
+void Submitter::Flush() {
+  std::vector<InFlightMessage*> to_publish;
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    for (auto& [processor, batches] : impl_->open) {
+      for (auto& batch : batches) {
+        if (batch) impl_->SealLocked(batch, to_publish);
+      }
+    }
+  }
+  impl_->Publish(to_publish);
+}
+
+void Submitter::SetLateResultHook(LateResultHook hook) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  impl_->late_hook = std::move(hook);
+}
+
+absl::Status Submitter::Close(absl::Duration timeout) {
+  return impl_->Close(timeout);
+}
+
+Submitter::Stats Submitter::GetStats() const {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  Stats s = impl_->stats;
+  s.inflight_jobs = impl_->inflight_jobs;
+  s.inflight_bytes = impl_->inflight_bytes;
+  return s;
+}
+
+const std::string& Submitter::instance_id() const { return impl_->instance; }
+const Config& Submitter::config() const { return impl_->config; }
+
+}  // namespace batchbus
