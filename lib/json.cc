@@ -20,6 +20,61 @@ ThreadParser& LocalParser() {
   return tp;
 }
 
+// Length of the well-formed UTF-8 sequence at s[i] (Unicode table 3-7: no
+// overlong forms, no surrogates, nothing above U+10FFFF), or 0.
+size_t Utf8SequenceLength(std::string_view s, size_t i) {
+  // Byte k of the sequence; 0 (never a continuation byte) past the end.
+  const auto at = [&](size_t k) -> unsigned {
+    return i + k < s.size() ? static_cast<unsigned char>(s[i + k]) : 0;
+  };
+  const auto cont = [&](size_t k, unsigned lo = 0x80, unsigned hi = 0xbf) {
+    return at(k) >= lo && at(k) <= hi;
+  };
+  const unsigned c = at(0);
+  if (c < 0x80) return 1;
+  if (c >= 0xc2 && c <= 0xdf) return cont(1) ? 2 : 0;
+  if (c == 0xe0) return cont(1, 0xa0) && cont(2) ? 3 : 0;
+  if (c == 0xed) return cont(1, 0x80, 0x9f) && cont(2) ? 3 : 0;
+  if (c >= 0xe1 && c <= 0xef) return cont(1) && cont(2) ? 3 : 0;
+  if (c == 0xf0) return cont(1, 0x90) && cont(2) && cont(3) ? 4 : 0;
+  if (c >= 0xf1 && c <= 0xf3) return cont(1) && cont(2) && cont(3) ? 4 : 0;
+  if (c == 0xf4) return cont(1, 0x80, 0x8f) && cont(2) && cont(3) ? 4 : 0;
+  return 0;
+}
+
+// JSON text must be UTF-8. `s` with every byte that is not part of a
+// well-formed sequence replaced by U+FFFD. Only called for invalid input.
+std::string RepairUtf8(std::string_view s) {
+  std::string out;
+  out.reserve(s.size() + 8);
+  for (size_t i = 0; i < s.size();) {
+    const size_t n = Utf8SequenceLength(s, i);
+    if (n == 0) {
+      out.append("\xEF\xBF\xBD");
+      ++i;
+    } else {
+      out.append(s.data() + i, n);
+      i += n;
+    }
+  }
+  return out;
+}
+
+size_t QuotedSizeOfValid(std::string_view s) {
+  size_t n = 2;
+  for (unsigned char c : s) {
+    if (!NeedsEscape(c)) {
+      ++n;
+    } else if (c == '"' || c == '\\' || c == '\n' || c == '\t' || c == '\r' ||
+               c == '\b' || c == '\f') {
+      n += 2;
+    } else {
+      n += 6;
+    }
+  }
+  return n;
+}
+
 }  // namespace
 
 absl::Status Validate(std::string_view text, std::string_view what) {
@@ -37,21 +92,17 @@ absl::Status Validate(std::string_view text, std::string_view what) {
 }
 
 size_t QuotedSize(std::string_view s) {
-  size_t n = 2;
-  for (unsigned char c : s) {
-    if (!NeedsEscape(c)) {
-      ++n;
-    } else if (c == '"' || c == '\\' || c == '\n' || c == '\t' || c == '\r' ||
-               c == '\b' || c == '\f') {
-      n += 2;
-    } else {
-      n += 6;
-    }
+  if (!simdjson::validate_utf8(s.data(), s.size())) {
+    return QuotedSizeOfValid(RepairUtf8(s));
   }
-  return n;
+  return QuotedSizeOfValid(s);
 }
 
 void AppendQuoted(std::string& out, std::string_view s) {
+  if (!simdjson::validate_utf8(s.data(), s.size())) {
+    AppendQuoted(out, RepairUtf8(s));
+    return;
+  }
   out.push_back('"');
   size_t start = 0;
   for (size_t i = 0; i < s.size(); ++i) {

@@ -5,7 +5,9 @@
 #include <algorithm>
 #include <map>
 #include <mutex>
+#include <future>
 #include <set>
+#include <thread>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
@@ -319,6 +321,28 @@ absl::Status EnsureTopics(rd_kafka_t* rk, const Config& config,
     }
     absl::SleepFor(absl::Milliseconds(50));
   }
+}
+
+void DestroyWithin(KafkaPtr rk, int flags, absl::Time deadline) {
+  if (!rk) return;
+  auto done = std::make_shared<std::promise<void>>();
+  std::future<void> finished = done->get_future();
+  rd_kafka_t* handle = rk.release();
+  std::thread destroyer([handle, flags, done] {
+    rd_kafka_destroy_flags(handle, flags);
+    done->set_value();
+  });
+  const absl::Duration left = std::max(deadline - absl::Now(),
+                                       absl::Milliseconds(100));
+  if (finished.wait_for(absl::ToChronoNanoseconds(left)) ==
+      std::future_status::ready) {
+    destroyer.join();
+    return;
+  }
+  log::Warning("the Kafka client is still shutting down after the close "
+               "timeout; finishing in the background (bounded by "
+               "session.timeout.ms)");
+  destroyer.detach();
 }
 
 absl::StatusOr<int> PartitionCount(rd_kafka_t* rk, const std::string& topic,

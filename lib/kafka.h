@@ -84,6 +84,14 @@ absl::Status EnsureTopics(rd_kafka_t* rk, const Config& config,
 absl::StatusOr<int> PartitionCount(rd_kafka_t* rk, const std::string& topic,
                                    absl::Duration timeout);
 
+// Destroys `rk` (rd_kafka_destroy_flags with `flags`), waiting at most until
+// `deadline`. librdkafka may take up to session.timeout.ms to let go of a
+// consumer group whose coordinator is unreachable; past the deadline the
+// destruction finishes on a detached thread, so the caller's wait stays
+// bounded. No callback into the caller's objects runs after this returns:
+// handles are destroyed without polling.
+void DestroyWithin(KafkaPtr rk, int flags, absl::Time deadline);
+
 int ToMillis(absl::Duration d);
 
 }  // namespace batchbus::kafka

@@ -63,11 +63,15 @@ struct InBatch {
   uint32_t handed = 0;    // Next index to hand out.
   uint32_t answered = 0;  // Results appended to a result message.
   uint32_t acked = 0;     // Results acknowledged by the broker.
+  uint32_t live = 0;      // Task objects still pointing here.
   bool dead_letter_pending = false;
   bool revoked = false;
 
   bool done() const { return acked == size && !dead_letter_pending; }
-  bool idle() const { return answered == handed && acked == answered; }
+  // Nothing refers to this batch any more: it may be freed.
+  bool idle() const {
+    return answered == handed && acked == answered && live == 0;
+  }
 };
 
 namespace {
@@ -139,6 +143,7 @@ struct Processor::Impl {
   void DeadLetterLocked(int p, rd_kafka_message_t* msg, std::string_view why,
                         std::unique_ptr<InBatch> batch);
   absl::Status Answer(Task::State* state, bool ok, std::string_view text);
+  void Release(Task::State* state);
   void FlushLocked(ResultBuffer& buffer);
   void ProduceLocked(OutMessage* out);
   void HandleDelivery(rd_kafka_message_t* msg);
@@ -496,6 +501,15 @@ absl::Status Processor::Impl::Answer(Task::State* state, bool ok,
   return absl::OkStatus();
 }
 
+// A Task let go of its state: the batch may now be committed or freed.
+void Processor::Impl::Release(Task::State* state) {
+  std::lock_guard<std::mutex> lock(mu);
+  InBatch* batch = state->batch;
+  if (--batch->live == 0 && batch->done() && !batch->revoked) {
+    CommitLocked(batch->priority, batch->partition);
+  }
+}
+
 void Processor::Impl::FlushLocked(ResultBuffer& buffer) {
   if (buffer.writer.empty()) return;
   auto* out = new OutMessage;
@@ -582,6 +596,7 @@ void Processor::Impl::CommitLocked(int p, int32_t partition) {
   if (it == partitions.end()) return;
   auto& q = it->second;
   int64_t next_offset = -1;
+  // The batch objects go too, so only those that nothing refers to.
   while (!q.empty() && q.front()->done() && q.front()->idle()) {
     next_offset = q.front()->offset + 1;
     q.pop_front();
@@ -612,6 +627,7 @@ absl::StatusOr<Task> Processor::Impl::Next(absl::Duration timeout) {
       if (r.empty()) continue;
       InBatch* b = r.front();
       Task::State* state = &b->tasks[b->handed++];
+      ++b->live;
       if (b->handed == b->size) r.pop_front();
       ++outstanding_answers;
       ++stats.handed_out;
@@ -686,16 +702,16 @@ absl::Status Processor::Impl::Close(absl::Duration timeout) {
     }
     for (auto& q : priority_queues) q.reset();
     consumer_queue.reset();
-    rd_kafka_destroy_flags(consumer.release(),
-                           RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
   }
   if (producer) {
     rd_kafka_purge(producer.get(),
                    RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
     rd_kafka_poll(producer.get(), 0);
     producer_queue.reset();
-    producer.reset();
   }
+  kafka::DestroyWithin(std::move(consumer), RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE,
+                       deadline);
+  kafka::DestroyWithin(std::move(producer), 0, deadline);
   {
     std::lock_guard<std::mutex> lock(mu);
     for (OutMessage* out : retry) delete out;
@@ -712,9 +728,7 @@ Task::Task(Task&& other) noexcept : state_(other.state_) {
 
 Task& Task::operator=(Task&& other) noexcept {
   if (this != &other) {
-    if (state_ != nullptr && !state_->answered) {
-      (void)Fail("handler returned without answering the job");
-    }
+    this->~Task();
     state_ = other.state_;
     other.state_ = nullptr;
   }
@@ -722,9 +736,10 @@ Task& Task::operator=(Task&& other) noexcept {
 }
 
 Task::~Task() {
-  if (state_ != nullptr && !answered()) {
-    (void)Fail("handler returned without answering the job");
-  }
+  if (state_ == nullptr) return;
+  if (!answered()) (void)Fail("handler returned without answering the job");
+  state_->impl->Release(state_);
+  state_ = nullptr;
 }
 
 const JobId& Task::id() const { return state_->batch->decoded.jobs[state_->index].id; }

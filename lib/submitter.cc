@@ -628,11 +628,9 @@ absl::Status Submitter::Impl::Close(absl::Duration timeout) {
   reply_queue.reset();
   reply_topic_handle.reset();
   producer_queue.reset();
-  if (consumer) {
-    rd_kafka_destroy_flags(consumer.release(),
-                           RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
-  }
-  producer.reset();
+  kafka::DestroyWithin(std::move(consumer), RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE,
+                       deadline);
+  kafka::DestroyWithin(std::move(producer), 0, deadline);
   if (failed > 0) {
     return absl::DeadlineExceededError(StrCat(
         failed, " job(s) had no result when the submitter closed; they were "

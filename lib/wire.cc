@@ -3,6 +3,8 @@
 #include <charconv>
 #include <cstring>
 #include <deque>
+#include <initializer_list>
+#include <utility>
 
 #include "strcat.h"
 #include "json.h"
@@ -33,7 +35,8 @@ void AppendId(std::string& out, const JobId& id) {
   out.push_back('"');
 }
 
-// {"id":"<32>","group":,"data":} plus a separating comma.
+// {"id":"<32>","group":,"data":} plus a separating comma. The group's quotes
+// are counted by json::QuotedSize.
 constexpr size_t kJobFixedSize = 1 + 5 + 34 + 9 + 8 + 1 + 1;
 
 }  // namespace
@@ -59,7 +62,9 @@ void BatchWriter::Begin(const BatchHeader& h) {
 }
 
 size_t BatchWriter::JobSize(std::string_view group, std::string_view data) {
-  return kJobFixedSize + json::QuotedSize(group) - 2 + data.size();
+  // Exact for every job after the first; the first job has no separator, so
+  // this is one byte more than it appends and never an underestimate.
+  return kJobFixedSize + json::QuotedSize(group) + data.size();
 }
 
 void BatchWriter::AddJob(const JobId& id, std::string_view group,
@@ -128,6 +133,7 @@ std::string ResultWriter::Finish() {
 
 struct Decoder::State {
   od::parser parser;
+  simdjson::dom::parser dom;  // Validates raw data (see RawValue).
   std::string padded;  // For result messages.
   std::deque<std::string> unescaped;  // Result error strings with escapes.
 };
@@ -147,8 +153,13 @@ absl::Status Malformed(std::string_view what) {
   return absl::InvalidArgumentError(StrCat("malformed message: ", what));
 }
 
-// The raw text of any JSON value, validated, without trailing whitespace.
-simdjson::error_code RawValue(od::value v, std::string_view& out) {
+// The raw text of any JSON value, without surrounding whitespace, validated
+// by the same rules as json::Validate at Submit. On Demand skips over the
+// inside of an object or array without checking it (`{"a":tru}` and `[1,,2]`
+// would pass), so the text is parsed once more with the DOM parser, in place:
+// `v` lies in a buffer with SIMDJSON_PADDING readable bytes after the message.
+simdjson::error_code RawValue(od::value v, simdjson::dom::parser& dom,
+                              std::string_view& out) {
   od::json_type type;
   if (auto e = v.type().get(type)) return e;
   switch (type) {
@@ -164,28 +175,16 @@ simdjson::error_code RawValue(od::value v, std::string_view& out) {
       if (auto e = a.raw_json().get(out)) return e;
       break;
     }
-    default: {
+    default:
+      // A scalar: its token runs to the next structural character.
       out = v.raw_json_token();
-      simdjson::error_code e = simdjson::SUCCESS;
-      if (type == od::json_type::string) {
-        std::string_view s;
-        e = v.get_string().get(s);
-      } else if (type == od::json_type::number) {
-        double d;
-        e = v.get_double().get(d);
-      } else if (type == od::json_type::boolean) {
-        bool b;
-        e = v.get_bool().get(b);
-      } else {
-        bool is_null = false;
-        e = v.is_null().get(is_null);
-        if (!e && !is_null) e = simdjson::INCORRECT_TYPE;
-      }
-      if (e) return e;
-    }
+      break;
   }
   out = json::TrimWhitespace(out);
-  return simdjson::SUCCESS;
+  simdjson::dom::element checked;
+  return dom
+      .parse(reinterpret_cast<const uint8_t*>(out.data()), out.size(), false)
+      .get(checked);
 }
 
 // A string value as a view into the input when it has no escapes; otherwise
@@ -203,13 +202,28 @@ simdjson::error_code StringValue(od::value v, std::deque<std::string>& keep,
   return simdjson::SUCCESS;
 }
 
-simdjson::error_code IdValue(od::value v, JobId& out) {
+absl::Status IdValue(od::value v, JobId& out) {
   std::string_view s;
-  if (auto e = v.get_string().get(s)) return e;
+  if (auto e = v.get_string().get(s)) return Malformed("field 'id'", e);
   auto id = JobId::FromString(s);
-  if (!id) return simdjson::INCORRECT_TYPE;
+  if (!id) {
+    return Malformed(StrCat("job id '", s.substr(0, 64),
+                            "' is not 32 hex digits"));
+  }
   out = *id;
-  return simdjson::SUCCESS;
+  return absl::OkStatus();
+}
+
+// "a, b" for the names whose flag is false.
+std::string Missing(
+    std::initializer_list<std::pair<const char*, bool>> fields) {
+  std::string out;
+  for (const auto& [name, present] : fields) {
+    if (present) continue;
+    if (!out.empty()) out.append(", ");
+    out.append(name);
+  }
+  return out;
 }
 
 // True when nothing but whitespace follows the root value.
@@ -228,6 +242,13 @@ char* PaddedCopy(std::string_view payload, std::unique_ptr<char[]>& storage) {
 }  // namespace
 
 absl::Status Decoder::DecodeBatch(std::string_view payload, DecodedBatch& out) {
+  // `out` may be reused: no view may survive into the new storage.
+  out.instance = {};
+  out.seq = 0;
+  out.reply_topic = {};
+  out.reply_partition = 0;
+  out.processor = {};
+  out.priority = Priority::kNormal;
   out.jobs.clear();
   std::deque<std::string> keep;  // Only used for escaped names.
   char* buf = PaddedCopy(payload, out.storage);
@@ -239,9 +260,12 @@ absl::Status Decoder::DecodeBatch(std::string_view payload, DecodedBatch& out) {
     return Malformed("not JSON", e);
   }
   od::object root;
-  if (auto e = doc.get_object().get(root)) return Malformed("not an object", e);
+  if (auto e = doc.get_object().get(root)) {
+    return Malformed("not a single JSON object", e);
+  }
   bool have_version = false, have_jobs = false, have_instance = false,
-       have_seq = false, have_reply = false;
+       have_seq = false, have_reply = false, have_partition = false,
+       have_processor = false, have_priority = false;
   for (auto field : root) {
     std::string_view key;
     if (auto e = field.unescaped_key().get(key)) return Malformed("key", e);
@@ -264,13 +288,16 @@ absl::Status Decoder::DecodeBatch(std::string_view payload, DecodedBatch& out) {
       e = StringValue(v, keep, out.reply_topic);
       have_reply = true;
     } else if (key == "reply_partition") {
-      int64_t p;
+      int64_t p = 0;
       e = v.get_int64().get(p);
       if (!e && (p < 0 || p > INT32_MAX)) e = simdjson::NUMBER_OUT_OF_RANGE;
       out.reply_partition = static_cast<int32_t>(p);
+      have_partition = true;
     } else if (key == "processor") {
       e = StringValue(v, keep, out.processor);
+      have_processor = true;
     } else if (key == "priority") {
+      have_priority = true;
       std::string_view name;
       e = v.get_string().get(name);
       if (!e) {
@@ -291,19 +318,23 @@ absl::Status Decoder::DecodeBatch(std::string_view payload, DecodedBatch& out) {
           if ((e = jf.unescaped_key().get(jkey))) return Malformed("key", e);
           od::value jv = jf.value();
           if (jkey == "id") {
-            e = IdValue(jv, dj.id);
+            if (auto s = IdValue(jv, dj.id); !s.ok()) return s;
             have_id = true;
           } else if (jkey == "group") {
             e = StringValue(jv, keep, dj.group);
             have_group = true;
           } else if (jkey == "data") {
-            e = RawValue(jv, dj.data);
+            e = RawValue(jv, state_->dom, dj.data);
             have_data = true;
           }
           if (e) return Malformed(StrCat("job field '", jkey, "'"), e);
         }
         if (!have_id || !have_group || !have_data) {
-          return Malformed("job without id, group or data");
+          return Malformed(StrCat(
+              "job ", out.jobs.size() - 1, " lacks ",
+              Missing({{"id", have_id},
+                       {"group", have_group},
+                       {"data", have_data}})));
         }
       }
       have_jobs = true;
@@ -312,8 +343,17 @@ absl::Status Decoder::DecodeBatch(std::string_view payload, DecodedBatch& out) {
   }
   if (!AtEnd(doc)) return Malformed("trailing content after the batch");
   if (!have_version || !have_jobs || !have_instance || !have_seq ||
-      !have_reply) {
-    return Malformed("batch lacks v, instance, seq, reply_topic or jobs");
+      !have_reply || !have_partition || !have_processor || !have_priority) {
+    return Malformed(StrCat(
+        "batch lacks ",
+        Missing({{"v", have_version},
+                 {"instance", have_instance},
+                 {"seq", have_seq},
+                 {"reply_topic", have_reply},
+                 {"reply_partition", have_partition},
+                 {"processor", have_processor},
+                 {"priority", have_priority},
+                 {"jobs", have_jobs}})));
   }
   if (!keep.empty()) {
     // Rare: escaped names. Move them where the views can outlive `keep` by
@@ -363,8 +403,10 @@ absl::Status Decoder::DecodeResults(std::string_view payload,
     return Malformed("not JSON", e);
   }
   od::object root;
-  if (auto e = doc.get_object().get(root)) return Malformed("not an object", e);
-  bool have_version = false, have_results = false;
+  if (auto e = doc.get_object().get(root)) {
+    return Malformed("not a single JSON object", e);
+  }
+  bool have_version = false, have_results = false, have_instance = false;
   instance = {};
   for (auto field : root) {
     std::string_view key;
@@ -380,6 +422,7 @@ absl::Status Decoder::DecodeResults(std::string_view payload,
       have_version = true;
     } else if (key == "instance") {
       e = StringValue(v, state_->unescaped, instance);
+      have_instance = true;
     } else if (key == "results") {
       od::array results;
       if ((e = v.get_array().get(results))) return Malformed("results", e);
@@ -388,7 +431,7 @@ absl::Status Decoder::DecodeResults(std::string_view payload,
         if ((e = element.get_object().get(r))) return Malformed("result", e);
         ResultEntry& entry = out.emplace_back();
         bool have_seq = false, have_i = false, have_id = false,
-             have_status = false;
+             have_status = false, have_data = false;
         for (auto rf : r) {
           std::string_view rkey;
           if ((e = rf.unescaped_key().get(rkey))) return Malformed("key", e);
@@ -397,13 +440,13 @@ absl::Status Decoder::DecodeResults(std::string_view payload,
             e = rv.get_uint64().get(entry.seq);
             have_seq = true;
           } else if (rkey == "i") {
-            uint64_t i;
+            uint64_t i = 0;
             e = rv.get_uint64().get(i);
             if (!e && i > UINT32_MAX) e = simdjson::NUMBER_OUT_OF_RANGE;
             entry.index = static_cast<uint32_t>(i);
             have_i = true;
           } else if (rkey == "id") {
-            e = IdValue(rv, entry.id);
+            if (auto s = IdValue(rv, entry.id); !s.ok()) return s;
             have_id = true;
           } else if (rkey == "status") {
             std::string_view s;
@@ -411,20 +454,35 @@ absl::Status Decoder::DecodeResults(std::string_view payload,
             if (!e) {
               auto status = ParseJobStatus(s);
               if (!status || !IsTerminal(*status)) {
-                return Malformed(StrCat("result status '", s, "'"));
+                return Malformed(StrCat("unknown result status '", s, "'"));
               }
               entry.status = *status;
             }
             have_status = true;
           } else if (rkey == "data") {
-            e = RawValue(rv, entry.data);
+            e = RawValue(rv, state_->dom, entry.data);
+            have_data = true;
           } else if (rkey == "error") {
             e = StringValue(rv, state_->unescaped, entry.error);
           }
           if (e) return Malformed(StrCat("result field '", rkey, "'"), e);
         }
         if (!have_seq || !have_i || !have_id || !have_status) {
-          return Malformed("result without seq, i, id or status");
+          return Malformed(StrCat("result ", out.size() - 1, " lacks ",
+                                  Missing({{"seq", have_seq},
+                                           {"i", have_i},
+                                           {"id", have_id},
+                                           {"status", have_status}})));
+        }
+        // Only the field that belongs to the status is kept.
+        if (entry.status == JobStatus::kProcessedOk) {
+          if (!have_data) {
+            return Malformed(StrCat("result ", out.size() - 1,
+                                    " is PROCESSED_OK without data"));
+          }
+          entry.error = {};
+        } else {
+          entry.data = {};
         }
       }
       have_results = true;
@@ -432,8 +490,14 @@ absl::Status Decoder::DecodeResults(std::string_view payload,
     if (e) return Malformed(StrCat("field '", key, "'"), e);
   }
   if (!AtEnd(doc)) return Malformed("trailing content after the results");
-  if (!have_version || !have_results || instance.empty()) {
-    return Malformed("result message lacks v, instance or results");
+  if (!have_version || !have_results || !have_instance) {
+    return Malformed(StrCat("result message lacks ",
+                            Missing({{"v", have_version},
+                                     {"instance", have_instance},
+                                     {"results", have_results}})));
+  }
+  if (instance.empty()) {
+    return Malformed("result message has an empty instance");
   }
   return absl::OkStatus();
 }

@@ -1,0 +1,368 @@
+// Submitter → Kafka → Processor → results, on the embedded mock cluster:
+// strict priority, reply routing, at-least-once hand-over, malformed
+// messages, broker faults and bounded shutdown.
+#include <atomic>
+#include <thread>
+
+#include "support/test_cluster.h"
+
+namespace batchbus::testing {
+namespace {
+
+using EndToEndTest = ClusterTest;
+
+// Calls Next() until `n` jobs were handed out (answering each at once).
+std::vector<Priority> TakeJobs(Processor& processor, size_t n,
+                               absl::Duration timeout) {
+  std::vector<Priority> order;
+  const absl::Time deadline = absl::Now() + timeout;
+  while (order.size() < n && absl::Now() < deadline) {
+    auto task = processor.Next(absl::Milliseconds(100));
+    if (!task.ok()) continue;
+    order.push_back(task->priority());
+    EXPECT_TRUE(task->Complete(task->data()).ok());
+  }
+  return order;
+}
+
+TEST_F(EndToEndTest, HandsOutBacklogInStrictPriorityOrder) {
+  config_.prefetch_jobs = 2000;
+  auto submitter = NewSubmitter();
+  Collector results;
+  // The backlog is in Kafka before any processor exists.
+  for (Priority p : {Priority::kSlow, Priority::kNormal, Priority::kRealtime}) {
+    const int n = p == Priority::kRealtime ? 20 : 1000;
+    for (int i = 0; i < n; ++i) {
+      Job job = MakeJob("app", p);
+      ASSERT_TRUE(submitter->Submit(job, results.Callback()).ok());
+    }
+  }
+  submitter->Flush();
+  auto processor = Processor::Create(config_, "app");
+  ASSERT_TRUE(processor.ok()) << processor.status();
+  // Wait until everything is fetched, then drain.
+  auto first = (*processor)->Next(absl::Seconds(30));
+  ASSERT_TRUE(first.ok()) << first.status();
+  absl::SleepFor(absl::Seconds(2));
+  std::vector<Priority> order = {first->priority()};
+  ASSERT_TRUE(first->Complete().ok());
+  auto rest = TakeJobs(**processor, 2019, absl::Seconds(60));
+  order.insert(order.end(), rest.begin(), rest.end());
+  ASSERT_EQ(order.size(), 2020u);
+  // The very first job may be whatever arrived first; after that the order
+  // never goes back to a higher priority.
+  for (size_t i = 2; i < order.size(); ++i) {
+    ASSERT_LE(static_cast<int>(order[i - 1]), static_cast<int>(order[i]))
+        << "job " << i << " went from " << PriorityName(order[i - 1])
+        << " to " << PriorityName(order[i]);
+  }
+  EXPECT_EQ(order[1], Priority::kRealtime);
+  ASSERT_TRUE(results.WaitFor(2020, absl::Seconds(30)));
+  EXPECT_EQ(results.Count(JobStatus::kProcessedOk), 2020u);
+  EXPECT_TRUE((*processor)->Close(absl::Seconds(5)).ok());
+}
+
+TEST_F(EndToEndTest, RealtimeJobOvertakesHalfConsumedSlowBatch) {
+  config_.For(Priority::kSlow).max_jobs = 500;
+  auto processor = Processor::Create(config_, "app");
+  ASSERT_TRUE(processor.ok()) << processor.status();
+  auto submitter = NewSubmitter();
+  Collector results;
+  for (int i = 0; i < 500; ++i) {
+    Job job = MakeJob("app", Priority::kSlow);
+    ASSERT_TRUE(submitter->Submit(job, results.Callback()).ok());
+  }
+  // Take some of the slow batch.
+  auto taken = TakeJobs(**processor, 10, absl::Seconds(30));
+  ASSERT_EQ(taken.size(), 10u);
+  EXPECT_EQ(taken[0], Priority::kSlow);
+
+  Job urgent = MakeJob("app", Priority::kRealtime, "\"urgent\"");
+  ASSERT_TRUE(submitter->Submit(urgent, results.Callback()).ok());
+  absl::SleepFor(absl::Milliseconds(500));  // Let it arrive.
+  auto next = (*processor)->Next(absl::Seconds(5));
+  ASSERT_TRUE(next.ok());
+  EXPECT_EQ(next->priority(), Priority::kRealtime);
+  EXPECT_EQ(next->id(), urgent.id);
+  ASSERT_TRUE(next->Complete("\"done\"").ok());
+  ASSERT_TRUE(Eventually([&] { return results.total() >= 11; },
+                         absl::Seconds(10)));
+  EXPECT_EQ(results.Get(urgent.id).data, "\"done\"");
+
+  TakeJobs(**processor, 490, absl::Seconds(30));
+  ASSERT_TRUE(results.WaitFor(501, absl::Seconds(30)));
+  EXPECT_TRUE((*processor)->Close(absl::Seconds(5)).ok());
+}
+
+TEST_F(EndToEndTest, EachSubmitterGetsExactlyItsOwnResults) {
+  // Both submitters share one reply partition, so each must skip the other's.
+  config_.reply_partition = 0;
+  RunningProcessor p1(config_, "app", {{"echo", Echo()}});
+  RunningProcessor p2(config_, "app", {{"echo", Echo()}});
+  auto s1 = NewSubmitter();
+  auto s2 = NewSubmitter();
+  Collector r1, r2;
+  std::vector<JobId> ids1, ids2;
+  for (int i = 0; i < 500; ++i) {
+    Job a = MakeJob("app", kAllPriorities[i % 3], "\"one\"");
+    Job b = MakeJob("app", kAllPriorities[i % 3], "\"two\"");
+    ASSERT_TRUE(s1->Submit(a, r1.Callback()).ok());
+    ASSERT_TRUE(s2->Submit(b, r2.Callback()).ok());
+    ids1.push_back(a.id);
+    ids2.push_back(b.id);
+  }
+  ASSERT_TRUE(r1.WaitFor(500, absl::Seconds(60)));
+  ASSERT_TRUE(r2.WaitFor(500, absl::Seconds(60)));
+  for (const JobId& id : ids1) EXPECT_EQ(r1.Get(id).data, "\"one\"");
+  for (const JobId& id : ids2) EXPECT_EQ(r2.Get(id).data, "\"two\"");
+  EXPECT_EQ(r1.distinct(), 500u);
+  EXPECT_EQ(r2.distinct(), 500u);
+  EXPECT_EQ(r1.MaxCallbacksPerJob(), 1u);
+  EXPECT_EQ(r2.MaxCallbacksPerJob(), 1u);
+  EXPECT_GT(s1->GetStats().foreign_results + s2->GetStats().foreign_results,
+            0u);
+  EXPECT_EQ(s1->GetStats().late_results + s2->GetStats().late_results, 0u);
+}
+
+TEST_F(EndToEndTest, UnknownGroupEndsProcessedErrorWithClearMessage) {
+  RunningProcessor processor(config_, "app", {{"echo", Echo()}});
+  auto submitter = NewSubmitter();
+  auto r = submitter->SubmitAndWait(
+      MakeJob("app", Priority::kRealtime, "1", "mystery"), absl::Seconds(30));
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, JobStatus::kProcessedError);
+  EXPECT_NE(r->error.find("no handler for group 'mystery'"), std::string::npos)
+      << r->error;
+  EXPECT_EQ(processor->GetStats().unknown_group, 1u);
+}
+
+TEST_F(EndToEndTest, HandlerFailureAndExceptionBecomeProcessedError) {
+  RunningProcessor processor(
+      config_, "app",
+      {{"fail", [](Task& t) { (void)t.Fail("upstream unavailable"); }},
+       {"throw", [](Task&) { throw std::runtime_error("boom"); }},
+       {"forget", [](Task&) {}}});
+  auto submitter = NewSubmitter();
+  auto failed = submitter->SubmitAndWait(
+      MakeJob("app", Priority::kRealtime, "1", "fail"), absl::Seconds(30));
+  auto threw = submitter->SubmitAndWait(
+      MakeJob("app", Priority::kRealtime, "1", "throw"), absl::Seconds(30));
+  auto forgot = submitter->SubmitAndWait(
+      MakeJob("app", Priority::kRealtime, "1", "forget"), absl::Seconds(30));
+  ASSERT_TRUE(failed.ok() && threw.ok() && forgot.ok());
+  EXPECT_EQ(failed->status, JobStatus::kProcessedError);
+  EXPECT_EQ(failed->error, "upstream unavailable");
+  EXPECT_EQ(threw->status, JobStatus::kProcessedError);
+  EXPECT_NE(threw->error.find("boom"), std::string::npos);
+  EXPECT_EQ(forgot->status, JobStatus::kProcessedError);
+  EXPECT_NE(forgot->error.find("without answering"), std::string::npos);
+}
+
+TEST_F(EndToEndTest, CompleteRejectsInvalidJsonAndTaskStaysOpen) {
+  auto processor = Processor::Create(config_, "app");
+  ASSERT_TRUE(processor.ok());
+  auto submitter = NewSubmitter();
+  Collector results;
+  Job job = MakeJob("app", Priority::kRealtime);
+  ASSERT_TRUE(submitter->Submit(job, results.Callback()).ok());
+  auto task = (*processor)->Next(absl::Seconds(30));
+  ASSERT_TRUE(task.ok());
+  EXPECT_EQ(task->Complete("{not json").code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_FALSE(task->answered());
+  EXPECT_TRUE(task->Complete("{\"ok\":true}").ok());
+  EXPECT_EQ(task->Complete("1").code(), absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(results.WaitFor(1, absl::Seconds(10)));
+  EXPECT_EQ(results.Get(job.id).data, "{\"ok\":true}");
+  *task = Task();
+  EXPECT_TRUE((*processor)->Close(absl::Seconds(5)).ok());
+}
+
+TEST_F(EndToEndTest, ProcessorClosedMidBatchHandsTheBatchToTheNextOwner) {
+  config_.For(Priority::kSlow).max_jobs = 200;
+  auto submitter = NewSubmitter();
+  Collector results;
+  std::vector<JobId> ids;
+  for (int i = 0; i < 200; ++i) {
+    Job job = MakeJob("app", Priority::kSlow, std::to_string(i));
+    ASSERT_TRUE(submitter->Submit(job, results.Callback()).ok());
+    ids.push_back(job.id);
+  }
+  {
+    // The first owner answers 20 jobs, then stops without the rest.
+    auto first = Processor::Create(config_, "app");
+    ASSERT_TRUE(first.ok());
+    auto taken = TakeJobs(**first, 20, absl::Seconds(30));
+    ASSERT_EQ(taken.size(), 20u);
+    (*first)->Shutdown();
+    EXPECT_TRUE((*first)->Close(absl::Seconds(5)).ok());
+  }
+  ASSERT_TRUE(results.WaitFor(20, absl::Seconds(10)));
+  // The batch was not committed: the next owner gets all of it again.
+  RunningProcessor second(config_, "app", {{"echo", Echo()}});
+  ASSERT_TRUE(results.WaitFor(200, absl::Seconds(60))) << results.total();
+  for (size_t i = 0; i < ids.size(); ++i) {
+    EXPECT_EQ(results.Get(ids[i]).status, JobStatus::kProcessedOk);
+    EXPECT_EQ(results.Get(ids[i]).data, std::to_string(i));
+  }
+  EXPECT_EQ(results.MaxCallbacksPerJob(), 1u);
+  // The 20 processed twice come back as late results, never as callbacks.
+  ASSERT_TRUE(Eventually(
+      [&] { return submitter->GetStats().late_results == 20; },
+      absl::Seconds(10)));
+}
+
+TEST_F(EndToEndTest, CommittedBatchesAreNotProcessedAgain) {
+  auto submitter = NewSubmitter();
+  Collector results;
+  std::atomic<int> handled{0};
+  auto counting = [&](Task& t) {
+    ++handled;
+    (void)t.Complete();
+  };
+  {
+    RunningProcessor first(config_, "app", {{"echo", counting}});
+    for (int i = 0; i < 300; ++i) {
+      Job job = MakeJob("app", Priority::kNormal);
+      ASSERT_TRUE(submitter->Submit(job, results.Callback()).ok());
+    }
+    ASSERT_TRUE(results.WaitFor(300, absl::Seconds(30)));
+    absl::SleepFor(absl::Seconds(1));  // Auto-commit interval.
+  }
+  EXPECT_EQ(handled.load(), 300);
+  RunningProcessor second(config_, "app", {{"echo", counting}});
+  Job marker = MakeJob("app", Priority::kNormal);
+  Collector marker_result;
+  ASSERT_TRUE(submitter->Submit(marker, marker_result.Callback()).ok());
+  ASSERT_TRUE(marker_result.WaitFor(1, absl::Seconds(30)));
+  EXPECT_EQ(handled.load(), 301);
+}
+
+TEST_F(EndToEndTest, MalformedMessageGoesToDeadLetterTopicAndIsPassed) {
+  RunningProcessor processor(config_, "app", {{"echo", Echo()}});
+  // Write garbage straight onto the job topic.
+  {
+    auto conf = kafka::MakeConf(config_, {});
+    ASSERT_TRUE(conf.ok());
+    auto producer = kafka::MakeHandle(RD_KAFKA_PRODUCER, std::move(*conf));
+    ASSERT_TRUE(producer.ok());
+    const std::string topic = config_.TopicFor("app", Priority::kNormal);
+    const char garbage[] = "{\"v\":1,\"jobs\":[{\"id\":";
+    ASSERT_EQ(rd_kafka_producev(producer->get(), RD_KAFKA_V_TOPIC(topic.c_str()),
+                                RD_KAFKA_V_PARTITION(0),
+                                RD_KAFKA_V_VALUE((void*)garbage, sizeof garbage - 1),
+                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                RD_KAFKA_V_END),
+              RD_KAFKA_RESP_ERR_NO_ERROR);
+    ASSERT_EQ(rd_kafka_flush(producer->get(), 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
+  }
+  auto submitter = NewSubmitter();
+  Collector results;
+  for (int i = 0; i < 20; ++i) {
+    Job job = MakeJob("app", Priority::kNormal);
+    ASSERT_TRUE(submitter->Submit(job, results.Callback()).ok());
+  }
+  ASSERT_TRUE(results.WaitFor(20, absl::Seconds(30)));
+  EXPECT_EQ(results.Count(JobStatus::kProcessedOk), 20u);
+  EXPECT_EQ(processor->GetStats().malformed_messages, 1u);
+
+  // The dead-letter topic holds the original bytes and the reason.
+  auto conf = kafka::MakeConf(config_, {{"group.id", config_.ns + ".dlq"},
+                                        {"auto.offset.reset", "earliest"}});
+  ASSERT_TRUE(conf.ok());
+  auto consumer = kafka::MakeHandle(RD_KAFKA_CONSUMER, std::move(*conf));
+  ASSERT_TRUE(consumer.ok());
+  kafka::PartitionListPtr topics(rd_kafka_topic_partition_list_new(1));
+  rd_kafka_topic_partition_list_add(topics.get(),
+                                    config_.DeadLetterTopicFor("app").c_str(),
+                                    RD_KAFKA_PARTITION_UA);
+  ASSERT_EQ(rd_kafka_subscribe(consumer->get(), topics.get()), 0);
+  kafka::MessagePtr dead;
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (!dead && absl::Now() < deadline) {
+    kafka::MessagePtr m(rd_kafka_consumer_poll(consumer->get(), 200));
+    if (m && !m->err) dead = std::move(m);
+  }
+  ASSERT_TRUE(dead);
+  EXPECT_EQ(std::string(static_cast<char*>(dead->payload), dead->len),
+            "{\"v\":1,\"jobs\":[{\"id\":");
+  rd_kafka_headers_t* headers = nullptr;
+  ASSERT_EQ(rd_kafka_message_headers(dead.get(), &headers), 0);
+  const void* value = nullptr;
+  size_t size = 0;
+  ASSERT_EQ(rd_kafka_header_get_last(headers, "batchbus.error", &value, &size),
+            0);
+  EXPECT_NE(std::string(static_cast<const char*>(value), size).find("[0]@0"),
+            std::string::npos);
+  rd_kafka_consumer_close(consumer->get());
+}
+
+TEST_F(EndToEndTest, TransientProduceErrorsAreRetried) {
+  RunningProcessor processor(config_, "app", {{"echo", Echo()}});
+  auto submitter = NewSubmitter();
+  auto warm = submitter->SubmitAndWait(MakeJob("app", Priority::kRealtime),
+                                       absl::Seconds(30));
+  ASSERT_TRUE(warm.ok() && warm->ok());
+  rd_kafka_mock_push_request_errors(
+      mock(), 0 /* Produce */, 4, RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+      RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT, RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
+      RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE);
+  Collector results;
+  for (int i = 0; i < 50; ++i) {
+    Job job = MakeJob("app", Priority::kNormal);
+    ASSERT_TRUE(submitter->Submit(job, results.Callback()).ok());
+  }
+  ASSERT_TRUE(results.WaitFor(50, absl::Seconds(30)));
+  EXPECT_EQ(results.Count(JobStatus::kProcessedOk), 50u);
+}
+
+TEST_F(EndToEndTest, UndeliverableBatchFailsItsJobsWithClearStatus) {
+  config_.kafka["message.timeout.ms"] = "1000";
+  config_.For(Priority::kNormal).batch_timeout = absl::Seconds(20);
+  auto submitter = NewSubmitter();
+  rd_kafka_mock_broker_set_down(mock(), 1);
+  Collector results;
+  const absl::Time start = absl::Now();
+  for (int i = 0; i < 10; ++i) {
+    Job job = MakeJob("app", Priority::kNormal);
+    ASSERT_TRUE(submitter->Submit(job, results.Callback()).ok());
+  }
+  ASSERT_TRUE(results.WaitFor(10, absl::Seconds(15)));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10));
+  EXPECT_EQ(results.Count(JobStatus::kBatchFailed), 10u);
+  for (const JobResult& r : results.All()) {
+    EXPECT_NE(r.error.find("could not deliver"), std::string::npos) << r.error;
+  }
+}
+
+TEST_F(EndToEndTest, CloseIsBoundedWithTheBrokerGone) {
+  auto processor = Processor::Create(config_, "app");
+  ASSERT_TRUE(processor.ok());
+  auto submitter = NewSubmitter();
+  auto warm = std::thread([&] {
+    auto t = (*processor)->Next(absl::Seconds(30));
+    if (t.ok()) (void)t->Complete();
+  });
+  auto r = submitter->SubmitAndWait(MakeJob("app", Priority::kRealtime),
+                                    absl::Seconds(30));
+  warm.join();
+  ASSERT_TRUE(r.ok() && r->ok());
+  Collector results;
+  for (int i = 0; i < 10; ++i) {
+    Job job = MakeJob("app", Priority::kSlow);
+    ASSERT_TRUE(submitter->Submit(job, results.Callback()).ok());
+  }
+  rd_kafka_mock_broker_set_down(mock(), 1);
+  const absl::Time start = absl::Now();
+  (void)submitter->Close(absl::Seconds(2));
+  const absl::Duration submitter_close = absl::Now() - start;
+  (*processor)->Shutdown();
+  (void)(*processor)->Close(absl::Seconds(2));
+  const absl::Duration total = absl::Now() - start;
+  EXPECT_LT(submitter_close, absl::Seconds(3.5));
+  EXPECT_LT(total - submitter_close, absl::Seconds(3.5));
+  EXPECT_EQ(results.total(), 10u);
+}
+
+}  // namespace
+}  // namespace batchbus::testing

@@ -1,0 +1,209 @@
+// Test support: a cluster per test (librdkafka's mock cluster, or the real
+// broker named by $BATCHBUS_TEST_BROKERS), configs with a namespace of their
+// own, and a thread-safe collector of job results.
+#ifndef BATCHBUS_TESTS_SUPPORT_TEST_CLUSTER_H_
+#define BATCHBUS_TESTS_SUPPORT_TEST_CLUSTER_H_
+
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdlib>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/time/clock.h"
+#include "batchbus/batchbus.h"
+#include "gtest/gtest.h"
+#include "kafka.h"
+
+namespace batchbus::testing {
+
+// An embedded mock cluster owned by one test.
+class MockCluster {
+ public:
+  explicit MockCluster(int brokers = 1) {
+    char err[256];
+    rd_kafka_conf_t* conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "log_level", "3", err, sizeof err);
+    host_ = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+    cluster_ = rd_kafka_mock_cluster_new(host_, brokers);
+    kafka::RegisterMockCluster(cluster_);
+  }
+  ~MockCluster() {
+    kafka::UnregisterMockCluster(cluster_);
+    rd_kafka_mock_cluster_destroy(cluster_);
+    rd_kafka_destroy(host_);
+  }
+  rd_kafka_mock_cluster_t* get() const { return cluster_; }
+  std::string bootstrap() const {
+    return rd_kafka_mock_cluster_bootstraps(cluster_);
+  }
+
+ private:
+  rd_kafka_t* host_ = nullptr;
+  rd_kafka_mock_cluster_t* cluster_ = nullptr;
+};
+
+inline std::string UniqueNamespace() {
+  static std::atomic<int> counter{0};
+  return "t" + JobId::Random().ToString().substr(0, 8) + "-" +
+         std::to_string(counter++);
+}
+
+// Collects terminal results; counts callbacks per job so that a second
+// callback for one job is visible.
+class Collector {
+ public:
+  Submitter::Callback Callback() {
+    return [this](const JobResult& r) { Add(r); };
+  }
+  void Add(const JobResult& r) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto& entry = results_[r.job_id];
+    ++entry.first;
+    entry.second = r;
+    ++total_;
+    cv_.notify_all();
+  }
+  // Waits until `n` callbacks arrived; false on timeout.
+  bool WaitFor(size_t n, absl::Duration timeout) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, absl::ToChronoNanoseconds(timeout),
+                        [&] { return total_ >= n; });
+  }
+  size_t total() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return total_;
+  }
+  size_t distinct() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return results_.size();
+  }
+  size_t Count(JobStatus status) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    size_t n = 0;
+    for (const auto& [id, entry] : results_) n += entry.second.status == status;
+    return n;
+  }
+  size_t MaxCallbacksPerJob() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    size_t m = 0;
+    for (const auto& [id, entry] : results_) m = std::max(m, entry.first);
+    return m;
+  }
+  JobResult Get(const JobId& id) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = results_.find(id);
+    return it == results_.end() ? JobResult{} : it->second.second;
+  }
+  std::vector<JobResult> All() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<JobResult> out;
+    for (const auto& [id, entry] : results_) out.push_back(entry.second);
+    return out;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  absl::flat_hash_map<JobId, std::pair<size_t, JobResult>> results_;
+  size_t total_ = 0;
+};
+
+// Runs Processor::Run on a thread until destroyed.
+class RunningProcessor {
+ public:
+  RunningProcessor(const Config& config, const std::string& name,
+                   absl::flat_hash_map<std::string, Processor::Handler> handlers) {
+    auto p = Processor::Create(config, name);
+    EXPECT_TRUE(p.ok()) << p.status();
+    if (!p.ok()) return;
+    processor_ = std::move(*p);
+    thread_ = std::thread([this, handlers = std::move(handlers)] {
+      run_status_ = processor_->Run(handlers);
+    });
+  }
+  ~RunningProcessor() { Stop(); }
+  void Stop() {
+    if (!processor_) return;
+    processor_->Shutdown();
+    if (thread_.joinable()) thread_.join();
+    EXPECT_TRUE(run_status_.ok()) << run_status_;
+    (void)processor_->Close(absl::Seconds(10));
+  }
+  Processor* operator->() { return processor_.get(); }
+  Processor* get() { return processor_.get(); }
+
+ private:
+  std::unique_ptr<Processor> processor_;
+  std::thread thread_;
+  absl::Status run_status_;
+};
+
+inline Processor::Handler Echo() {
+  return [](Task& task) {
+    absl::Status s = task.Complete(task.data());
+    EXPECT_TRUE(s.ok()) << s << " data=" << task.data();
+  };
+}
+
+inline Job MakeJob(const std::string& processor, Priority priority,
+                   std::string data = "{\"n\":1}",
+                   std::string group = "echo") {
+  Job job;
+  job.processor = processor;
+  job.group = std::move(group);
+  job.priority = priority;
+  job.data = std::move(data);
+  return job;
+}
+
+// Polls `pred` until true or `timeout`.
+inline bool Eventually(const std::function<bool()>& pred,
+                       absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (absl::Now() < deadline) {
+    if (pred()) return true;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  return pred();
+}
+
+// Base fixture: a fresh mock cluster and a namespace per test.
+class ClusterTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    mock_ = std::make_unique<MockCluster>();
+    config_.brokers = "kafka://" + mock_->bootstrap();
+    config_.ns = UniqueNamespace();
+    config_.close_timeout = absl::Seconds(2);
+    config_.For(Priority::kNormal).max_linger = absl::Milliseconds(20);
+    config_.For(Priority::kSlow).max_linger = absl::Milliseconds(50);
+  }
+  void TearDown() override { mock_.reset(); }
+
+  std::unique_ptr<Submitter> NewSubmitter(const Config& config) {
+    auto s = Submitter::Create(config);
+    EXPECT_TRUE(s.ok()) << s.status();
+    return s.ok() ? std::move(*s) : nullptr;
+  }
+  std::unique_ptr<Submitter> NewSubmitter() { return NewSubmitter(config_); }
+
+  rd_kafka_mock_cluster_t* mock() { return mock_->get(); }
+
+  std::unique_ptr<MockCluster> mock_;
+  Config config_;
+};
+
+}  // namespace batchbus::testing
+
+#endif  // BATCHBUS_TESTS_SUPPORT_TEST_CLUSTER_H_
