@@ -208,6 +208,13 @@ absl::StatusOr<std::map<std::string, int>> ListTopics(
   for (int i = 0; i < md->topic_cnt; ++i) {
     const auto& t = md->topics[i];
     if (t.err) continue;
+    // A topic counts once every partition has a leader: right after
+    // creation a real cluster still elects them.
+    bool ready = t.partition_cnt > 0;
+    for (int p = 0; p < t.partition_cnt; ++p) {
+      ready &= t.partitions[p].err == 0 && t.partitions[p].leader >= 0;
+    }
+    if (!ready) continue;
     if (std::find(wanted.begin(), wanted.end(), t.topic) != wanted.end()) {
       found[t.topic] = t.partition_cnt;
     }

@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/hash/hash.h"
 #include "strcat.h"
@@ -68,6 +69,7 @@ struct Batch {
 // report.
 struct InFlightMessage {
   uint64_t seq;
+  Priority priority;
   std::string topic;
   std::string payload;
 };
@@ -90,6 +92,9 @@ struct Submitter::Impl {
   kafka::KafkaPtr consumer;
   kafka::QueuePtr producer_queue;  // Main queue: delivery reports.
   kafka::TopicPtr reply_topic_handle;
+  std::mutex topics_mu;
+  absl::flat_hash_map<std::string, kafka::TopicPtr> topic_handles
+      ABSL_GUARDED_BY(topics_mu);
   kafka::QueuePtr reply_queue;     // Our reply partition.
   WakeupPipe wakeup;
   std::thread io_thread;
@@ -121,6 +126,7 @@ struct Submitter::Impl {
   absl::Status Submit(Job& job, Callback done);
   void SealLocked(std::unique_ptr<Batch>& slot, std::vector<InFlightMessage*>& out);
   void Publish(std::vector<InFlightMessage*>& messages);
+  rd_kafka_topic_t* TopicHandle(const std::string& topic, Priority priority);
   void FailSlotsLocked(Batch& batch, std::string_view why,
                        std::vector<Completion>& out);
   void ReleaseLocked(const Slot& slot);
@@ -143,18 +149,12 @@ absl::Status Submitter::Impl::Init() {
   instance = JobId::Random().ToString();
   reply_topic = config.ReplyTopic();
 
-  int min_timeout_ms = INT32_MAX;
-  for (Priority p : kAllPriorities) {
-    min_timeout_ms =
-        std::min(min_timeout_ms, kafka::ToMillis(config.For(p).batch_timeout));
-  }
   auto pconf = kafka::MakeConf(
       config,
       {{"linger.ms", "0"},
        {"message.max.bytes",
         std::to_string(std::max<size_t>(config.max_message_bytes + 4096,
                                         1'000'000))},
-       {"message.timeout.ms", std::to_string(std::max(min_timeout_ms, 1000))},
        {"queue.buffering.max.messages", "1000000"}});
   if (!pconf.ok()) return pconf.status();
   rd_kafka_conf_set_dr_msg_cb(pconf->get(), &Impl::DeliveryReport);
@@ -194,11 +194,18 @@ absl::Status Submitter::Impl::Init() {
   // Start exactly at the current end, resolved now: results for batches we
   // are about to send can never land before our starting offset.
   int64_t low = 0, high = 0;
-  if (rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(
-          consumer.get(), reply_topic.c_str(), reply_partition, &low, &high,
-          10000)) {
-    return kafka::ToStatus(err, StrCat("reading the end of ", reply_topic,
-                                             "[", reply_partition, "]"));
+  const absl::Time deadline = absl::Now() + absl::Seconds(15);
+  while (true) {
+    rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(
+        consumer.get(), reply_topic.c_str(), reply_partition, &low, &high,
+        5000);
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) break;
+    // Leadership may still be settling right after the topic was created.
+    if (absl::Now() > deadline) {
+      return kafka::ToStatus(err, StrCat("reading the end of ", reply_topic,
+                                         "[", reply_partition, "]"));
+    }
+    absl::SleepFor(absl::Milliseconds(100));
   }
   // A plain partition consumer: no group, nothing committed.
   reply_topic_handle.reset(
@@ -320,7 +327,8 @@ absl::Status Submitter::Impl::Submit(Job& job, Callback done) {
 void Submitter::Impl::SealLocked(std::unique_ptr<Batch>& batch,
                                  std::vector<InFlightMessage*>& out) {
   auto* msg =
-      new InFlightMessage{batch->seq, batch->topic, batch->writer.Finish()};
+      new InFlightMessage{batch->seq, batch->priority, batch->topic,
+                          batch->writer.Finish()};
   const absl::Duration timeout = config.For(batch->priority).batch_timeout;
   timers[static_cast<int>(batch->priority)].emplace_back(
       absl::Now() + timeout, batch->seq);
@@ -328,11 +336,35 @@ void Submitter::Impl::SealLocked(std::unique_ptr<Batch>& batch,
   out.push_back(msg);
 }
 
+// A topic handle whose message.timeout.ms is the priority's batch timeout
+// (unless the user set message.timeout.ms): a batch that librdkafka cannot
+// deliver in that time fails with the reason instead of a plain timeout, and
+// one that is still being retried is not abandoned before its jobs are.
+rd_kafka_topic_t* Submitter::Impl::TopicHandle(const std::string& topic,
+                                               Priority priority) {
+  std::lock_guard<std::mutex> lock(topics_mu);
+  auto it = topic_handles.find(topic);
+  if (it != topic_handles.end()) return it->second.get();
+  rd_kafka_topic_conf_t* conf = rd_kafka_topic_conf_new();
+  if (!config.kafka.count("message.timeout.ms")) {
+    char err[256];
+    rd_kafka_topic_conf_set(
+        conf, "message.timeout.ms",
+        std::to_string(kafka::ToMillis(config.For(priority).batch_timeout))
+            .c_str(),
+        err, sizeof err);
+  }
+  kafka::TopicPtr handle(rd_kafka_topic_new(producer.get(), topic.c_str(), conf));
+  rd_kafka_topic_t* raw = handle.get();
+  topic_handles.emplace(topic, std::move(handle));
+  return raw;
+}
+
 void Submitter::Impl::Publish(std::vector<InFlightMessage*>& messages) {
   for (InFlightMessage* msg : messages) {
     const std::string& topic = msg->topic;
     rd_kafka_resp_err_t err = rd_kafka_producev(
-        producer.get(), RD_KAFKA_V_TOPIC(topic.c_str()),
+        producer.get(), RD_KAFKA_V_RKT(TopicHandle(topic, msg->priority)),
         RD_KAFKA_V_VALUE(msg->payload.data(), msg->payload.size()),
         RD_KAFKA_V_OPAQUE(msg), RD_KAFKA_V_END);
     if (err) {
@@ -628,6 +660,10 @@ absl::Status Submitter::Impl::Close(absl::Duration timeout) {
   reply_queue.reset();
   reply_topic_handle.reset();
   producer_queue.reset();
+  {
+    std::lock_guard<std::mutex> lock(topics_mu);
+    topic_handles.clear();
+  }
   kafka::DestroyWithin(std::move(consumer), RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE,
                        deadline);
   kafka::DestroyWithin(std::move(producer), 0, deadline);

@@ -178,12 +178,35 @@ inline bool Eventually(const std::function<bool()>& pred,
   return pred();
 }
 
-// Base fixture: a fresh mock cluster and a namespace per test.
+// The real broker for the kafka tier: $BATCHBUS_TEST_BROKERS, else
+// kafka://127.0.0.1:$BATCHBUS_KAFKA_PORT (default 9092), as started by
+// scripts/kafka.
+inline std::string RealBrokers() {
+  if (const char* b = std::getenv("BATCHBUS_TEST_BROKERS")) return b;
+  const char* port = std::getenv("BATCHBUS_KAFKA_PORT");
+  return std::string("kafka://127.0.0.1:") + (port ? port : "9092");
+}
+
+// True when this test program runs against a real broker. The same test
+// sources build twice: against a mock cluster per test (ctest label `mock`)
+// and against the real broker (label `kafka`, BATCHBUS_TEST_BACKEND_KAFKA).
+constexpr bool kRealBroker =
+#ifdef BATCHBUS_TEST_BACKEND_KAFKA
+    true;
+#else
+    false;
+#endif
+
+// Base fixture: a cluster and a namespace of its own per test.
 class ClusterTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    mock_ = std::make_unique<MockCluster>();
-    config_.brokers = "kafka://" + mock_->bootstrap();
+    if (kRealBroker) {
+      config_.brokers = RealBrokers();
+    } else {
+      mock_ = std::make_unique<MockCluster>();
+      config_.brokers = "kafka://" + mock_->bootstrap();
+    }
     config_.ns = UniqueNamespace();
     config_.close_timeout = absl::Seconds(2);
     config_.For(Priority::kNormal).max_linger = absl::Milliseconds(20);
@@ -198,7 +221,8 @@ class ClusterTest : public ::testing::Test {
   }
   std::unique_ptr<Submitter> NewSubmitter() { return NewSubmitter(config_); }
 
-  rd_kafka_mock_cluster_t* mock() { return mock_->get(); }
+  // Null on the real broker.
+  rd_kafka_mock_cluster_t* mock() { return mock_ ? mock_->get() : nullptr; }
 
   std::unique_ptr<MockCluster> mock_;
   Config config_;

@@ -1,6 +1,7 @@
-// Submitter → Kafka → Processor → results, on the embedded mock cluster:
-// strict priority, reply routing, at-least-once hand-over, malformed
-// messages, broker faults and bounded shutdown.
+// Submitter → Kafka → Processor → results, on a mock cluster per test (label
+// mock) and on the real broker (label kafka):
+// strict priority, reply routing, handler failures, at-least-once hand-over
+// and malformed messages.
 #include <atomic>
 #include <thread>
 
@@ -295,73 +296,6 @@ TEST_F(EndToEndTest, MalformedMessageGoesToDeadLetterTopicAndIsPassed) {
   EXPECT_NE(std::string(static_cast<const char*>(value), size).find("[0]@0"),
             std::string::npos);
   rd_kafka_consumer_close(consumer->get());
-}
-
-TEST_F(EndToEndTest, TransientProduceErrorsAreRetried) {
-  RunningProcessor processor(config_, "app", {{"echo", Echo()}});
-  auto submitter = NewSubmitter();
-  auto warm = submitter->SubmitAndWait(MakeJob("app", Priority::kRealtime),
-                                       absl::Seconds(30));
-  ASSERT_TRUE(warm.ok() && warm->ok());
-  rd_kafka_mock_push_request_errors(
-      mock(), 0 /* Produce */, 4, RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
-      RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT, RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
-      RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE);
-  Collector results;
-  for (int i = 0; i < 50; ++i) {
-    Job job = MakeJob("app", Priority::kNormal);
-    ASSERT_TRUE(submitter->Submit(job, results.Callback()).ok());
-  }
-  ASSERT_TRUE(results.WaitFor(50, absl::Seconds(30)));
-  EXPECT_EQ(results.Count(JobStatus::kProcessedOk), 50u);
-}
-
-TEST_F(EndToEndTest, UndeliverableBatchFailsItsJobsWithClearStatus) {
-  config_.kafka["message.timeout.ms"] = "1000";
-  config_.For(Priority::kNormal).batch_timeout = absl::Seconds(20);
-  auto submitter = NewSubmitter();
-  rd_kafka_mock_broker_set_down(mock(), 1);
-  Collector results;
-  const absl::Time start = absl::Now();
-  for (int i = 0; i < 10; ++i) {
-    Job job = MakeJob("app", Priority::kNormal);
-    ASSERT_TRUE(submitter->Submit(job, results.Callback()).ok());
-  }
-  ASSERT_TRUE(results.WaitFor(10, absl::Seconds(15)));
-  EXPECT_LT(absl::Now() - start, absl::Seconds(10));
-  EXPECT_EQ(results.Count(JobStatus::kBatchFailed), 10u);
-  for (const JobResult& r : results.All()) {
-    EXPECT_NE(r.error.find("could not deliver"), std::string::npos) << r.error;
-  }
-}
-
-TEST_F(EndToEndTest, CloseIsBoundedWithTheBrokerGone) {
-  auto processor = Processor::Create(config_, "app");
-  ASSERT_TRUE(processor.ok());
-  auto submitter = NewSubmitter();
-  auto warm = std::thread([&] {
-    auto t = (*processor)->Next(absl::Seconds(30));
-    if (t.ok()) (void)t->Complete();
-  });
-  auto r = submitter->SubmitAndWait(MakeJob("app", Priority::kRealtime),
-                                    absl::Seconds(30));
-  warm.join();
-  ASSERT_TRUE(r.ok() && r->ok());
-  Collector results;
-  for (int i = 0; i < 10; ++i) {
-    Job job = MakeJob("app", Priority::kSlow);
-    ASSERT_TRUE(submitter->Submit(job, results.Callback()).ok());
-  }
-  rd_kafka_mock_broker_set_down(mock(), 1);
-  const absl::Time start = absl::Now();
-  (void)submitter->Close(absl::Seconds(2));
-  const absl::Duration submitter_close = absl::Now() - start;
-  (*processor)->Shutdown();
-  (void)(*processor)->Close(absl::Seconds(2));
-  const absl::Duration total = absl::Now() - start;
-  EXPECT_LT(submitter_close, absl::Seconds(3.5));
-  EXPECT_LT(total - submitter_close, absl::Seconds(3.5));
-  EXPECT_EQ(results.total(), 10u);
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
-// Submitter behaviour on the embedded mock cluster: batching thresholds,
-// bad input, back-pressure, batch timeouts, late results and Close.
+// Submitter behaviour, on a mock cluster per test (label mock) and on the
+// real broker (label kafka): batching thresholds, bad input, back-pressure,
+// batch timeouts, late results and Close.
 #include <atomic>
 #include <thread>
 

@@ -1,0 +1,82 @@
+// Broker trouble, injected with the mock cluster's error injection and
+// broker control (so this file runs on the mock tier only): retries of
+// transient errors, undeliverable batches, and bounded close with the broker
+// gone. The real-broker counterpart (a broker restart) is in tests/kafka.
+#include <thread>
+
+#include "support/test_cluster.h"
+
+namespace batchbus::testing {
+namespace {
+
+using FaultTest = ClusterTest;
+
+TEST_F(FaultTest, TransientProduceErrorsAreRetried) {
+  RunningProcessor processor(config_, "app", {{"echo", Echo()}});
+  auto submitter = NewSubmitter();
+  auto warm = submitter->SubmitAndWait(MakeJob("app", Priority::kRealtime),
+                                       absl::Seconds(30));
+  ASSERT_TRUE(warm.ok() && warm->ok());
+  rd_kafka_mock_push_request_errors(
+      mock(), 0 /* Produce */, 4, RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+      RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT, RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
+      RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE);
+  Collector results;
+  for (int i = 0; i < 50; ++i) {
+    Job job = MakeJob("app", Priority::kNormal);
+    ASSERT_TRUE(submitter->Submit(job, results.Callback()).ok());
+  }
+  ASSERT_TRUE(results.WaitFor(50, absl::Seconds(30)));
+  EXPECT_EQ(results.Count(JobStatus::kProcessedOk), 50u);
+}
+
+TEST_F(FaultTest, UndeliverableBatchFailsItsJobsWithClearStatus) {
+  config_.kafka["message.timeout.ms"] = "1000";
+  config_.For(Priority::kNormal).batch_timeout = absl::Seconds(20);
+  auto submitter = NewSubmitter();
+  rd_kafka_mock_broker_set_down(mock(), 1);
+  Collector results;
+  const absl::Time start = absl::Now();
+  for (int i = 0; i < 10; ++i) {
+    Job job = MakeJob("app", Priority::kNormal);
+    ASSERT_TRUE(submitter->Submit(job, results.Callback()).ok());
+  }
+  ASSERT_TRUE(results.WaitFor(10, absl::Seconds(15)));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10));
+  EXPECT_EQ(results.Count(JobStatus::kBatchFailed), 10u);
+  for (const JobResult& r : results.All()) {
+    EXPECT_NE(r.error.find("could not deliver"), std::string::npos) << r.error;
+  }
+}
+
+TEST_F(FaultTest, CloseIsBoundedWithTheBrokerGone) {
+  auto processor = Processor::Create(config_, "app");
+  ASSERT_TRUE(processor.ok());
+  auto submitter = NewSubmitter();
+  auto warm = std::thread([&] {
+    auto t = (*processor)->Next(absl::Seconds(30));
+    if (t.ok()) (void)t->Complete();
+  });
+  auto r = submitter->SubmitAndWait(MakeJob("app", Priority::kRealtime),
+                                    absl::Seconds(30));
+  warm.join();
+  ASSERT_TRUE(r.ok() && r->ok());
+  Collector results;
+  for (int i = 0; i < 10; ++i) {
+    Job job = MakeJob("app", Priority::kSlow);
+    ASSERT_TRUE(submitter->Submit(job, results.Callback()).ok());
+  }
+  rd_kafka_mock_broker_set_down(mock(), 1);
+  const absl::Time start = absl::Now();
+  (void)submitter->Close(absl::Seconds(2));
+  const absl::Duration submitter_close = absl::Now() - start;
+  (*processor)->Shutdown();
+  (void)(*processor)->Close(absl::Seconds(2));
+  const absl::Duration total = absl::Now() - start;
+  EXPECT_LT(submitter_close, absl::Seconds(3.5));
+  EXPECT_LT(total - submitter_close, absl::Seconds(3.5));
+  EXPECT_EQ(results.total(), 10u);
+}
+
+}  // namespace
+}  // namespace batchbus::testing
