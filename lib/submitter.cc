@@ -501,8 +501,14 @@ void Submitter::Impl::HandleReplies(std::vector<Completion>& completions,
         continue;
       }
       std::lock_guard<std::mutex> lock(mu);
+      // Results of one batch come together: look the batch up once per run.
+      uint64_t cached_seq = 0;
+      auto it = sealed.end();
       for (const wire::ResultEntry& e : entries) {
-        auto it = sealed.find(e.seq);
+        if (e.seq != cached_seq || it == sealed.end()) {
+          it = sealed.find(e.seq);
+          cached_seq = e.seq;
+        }
         Slot* slot = nullptr;
         if (it != sealed.end() && e.index < it->second->slots.size() &&
             it->second->slots[e.index].id == e.id) {
@@ -525,7 +531,10 @@ void Submitter::Impl::HandleReplies(std::vector<Completion>& completions,
         ++(e.status == JobStatus::kProcessedOk ? stats.processed_ok
                                                : stats.processed_error);
         completions.push_back({std::move(slot->done), std::move(result)});
-        if (--batch.unfinished == 0) sealed.erase(it);
+        if (--batch.unfinished == 0) {
+          sealed.erase(it);
+          it = sealed.end();
+        }
       }
     }
   }
