@@ -447,11 +447,20 @@ void Processor::Impl::DeadLetterLocked(int p, rd_kafka_message_t* msg,
 
 absl::Status Processor::Impl::Answer(Task::State* state, bool ok,
                                      std::string_view text) {
+  // An error message is for people: cap it rather than refuse it.
+  constexpr size_t kMaxErrorBytes = 16 * 1024;
+  std::string capped;
   if (ok) {
     if (auto s = json::Validate(text, "result"); !s.ok()) return s;
     text = json::TrimWhitespace(text);
+  } else if (text.size() > kMaxErrorBytes) {
+    capped = StrCat(text.substr(0, kMaxErrorBytes), "... (truncated)");
+    text = capped;
   }
-  if (text.size() + 256 > config.max_message_bytes) {
+  // Bytes this entry adds to a result message (fixed fields + the value).
+  const size_t entry_bytes =
+      wire::kResultOverhead + (ok ? text.size() : json::QuotedSize(text));
+  if (entry_bytes + wire::kResultOverhead > config.max_message_bytes) {
     return absl::InvalidArgumentError(StrCat(
         "result of ", text.size(), " bytes does not fit in one message ",
         "(max_message_bytes = ", config.max_message_bytes, ")"));
@@ -470,6 +479,10 @@ absl::Status Processor::Impl::Answer(Task::State* state, bool ok,
     found->second.instance = std::string(d.instance);
   }
   ResultBuffer& buffer = found->second;
+  if (!buffer.writer.empty() &&
+      buffer.writer.size() + entry_bytes > config.max_message_bytes) {
+    FlushLocked(buffer);  // This result would not fit in the open message.
+  }
   if (buffer.writer.empty()) {
     // The instance's reply address travels in every batch; take the latest.
     buffer.topic = std::string(d.reply_topic);

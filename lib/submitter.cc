@@ -25,6 +25,7 @@
 #include "strcat.h"
 #include "absl/time/clock.h"
 #include "json.h"
+#include "simdjson.h"
 #include "kafka.h"
 #include "log.h"
 #include "wakeup.h"
@@ -182,7 +183,10 @@ absl::Status Submitter::Impl::Init() {
           : static_cast<int32_t>(absl::HashOf(instance) %
                                  static_cast<size_t>(*partitions));
 
+  // If unread results ever expire (the mock cluster keeps ~5 MiB per
+  // partition), resume from the oldest one still there rather than the end.
   auto cconf = kafka::MakeConf(config, {{"enable.auto.commit", "false"},
+                                        {"auto.offset.reset", "earliest"},
                                         {"enable.partition.eof", "false"},
                                         {"fetch.wait.max.ms", "10"},
                                         {"fetch.error.backoff.ms", "10"}});
@@ -235,9 +239,10 @@ absl::Status Submitter::Impl::Submit(Job& job, Callback done) {
         "job processor name '", job.processor,
         "' must be 1-200 characters of [A-Za-z0-9._-] (it names a topic)"));
   }
-  if (job.group.empty() || job.group.size() > kMaxGroupBytes) {
+  if (job.group.empty() || job.group.size() > kMaxGroupBytes ||
+      !simdjson::validate_utf8(job.group.data(), job.group.size())) {
     return absl::InvalidArgumentError(
-        "job group must be a non-empty name of at most 1024 bytes");
+        "job group must be a non-empty UTF-8 name of at most 1024 bytes");
   }
   if (!done) return absl::InvalidArgumentError("Submit needs a callback");
   if (auto s = json::Validate(job.data, "job data"); !s.ok()) return s;

@@ -131,11 +131,33 @@ std::string ResultWriter::Finish() {
 
 // ---------------------------------------------------------------- decoding
 
+// On Demand checks only what it visits: it skips the inside of values (job
+// data, unknown fields) without validating them, and does not always notice
+// unbalanced brackets. So every message is also parsed once with the DOM
+// parser that json::Validate uses, and accepted only if it is valid JSON as
+// a whole. Data that Submit accepted nests at most simdjson's default depth,
+// inside the message's own three levels (object, array, entry).
+constexpr size_t kMessageMaxDepth = simdjson::DEFAULT_MAX_DEPTH + 3;
+
 struct Decoder::State {
+  State() {
+    // Sets the depth limit; capacity grows with the messages, keeping it.
+    const simdjson::error_code e = dom.allocate(
+        simdjson::dom::MINIMAL_DOCUMENT_CAPACITY, kMessageMaxDepth);
+    (void)e;  // Out of memory: parse() allocates again (default depth).
+  }
   od::parser parser;
-  simdjson::dom::parser dom;  // Validates raw data (see RawValue).
+  simdjson::dom::parser dom;  // Whole-message validation.
   std::string padded;  // For result messages.
   std::deque<std::string> unescaped;  // Result error strings with escapes.
+
+  // SUCCESS when `len` bytes at `buf` (followed by SIMDJSON_PADDING
+  // readable bytes) are one valid JSON value.
+  simdjson::error_code Validate(const char* buf, size_t len) {
+    simdjson::dom::element ignored;
+    return dom.parse(reinterpret_cast<const uint8_t*>(buf), len, false)
+        .get(ignored);
+  }
 };
 
 Decoder::Decoder() : state_(std::make_unique<State>()) {}
@@ -153,13 +175,9 @@ absl::Status Malformed(std::string_view what) {
   return absl::InvalidArgumentError(StrCat("malformed message: ", what));
 }
 
-// The raw text of any JSON value, without surrounding whitespace, validated
-// by the same rules as json::Validate at Submit. On Demand skips over the
-// inside of an object or array without checking it (`{"a":tru}` and `[1,,2]`
-// would pass), so the text is parsed once more with the DOM parser, in place:
-// `v` lies in a buffer with SIMDJSON_PADDING readable bytes after the message.
-simdjson::error_code RawValue(od::value v, simdjson::dom::parser& dom,
-                              std::string_view& out) {
+// The raw text of any JSON value, without surrounding whitespace. Not
+// validated here: the whole message is (see Decoder::State).
+simdjson::error_code RawValue(od::value v, std::string_view& out) {
   od::json_type type;
   if (auto e = v.type().get(type)) return e;
   switch (type) {
@@ -181,10 +199,7 @@ simdjson::error_code RawValue(od::value v, simdjson::dom::parser& dom,
       break;
   }
   out = json::TrimWhitespace(out);
-  simdjson::dom::element checked;
-  return dom
-      .parse(reinterpret_cast<const uint8_t*>(out.data()), out.size(), false)
-      .get(checked);
+  return simdjson::SUCCESS;
 }
 
 // A string value as a view into the input when it has no escapes; otherwise
@@ -324,7 +339,7 @@ absl::Status Decoder::DecodeBatch(std::string_view payload, DecodedBatch& out) {
             e = StringValue(jv, keep, dj.group);
             have_group = true;
           } else if (jkey == "data") {
-            e = RawValue(jv, state_->dom, dj.data);
+            e = RawValue(jv, dj.data);
             have_data = true;
           }
           if (e) return Malformed(StrCat("job field '", jkey, "'"), e);
@@ -354,6 +369,9 @@ absl::Status Decoder::DecodeBatch(std::string_view payload, DecodedBatch& out) {
                  {"processor", have_processor},
                  {"priority", have_priority},
                  {"jobs", have_jobs}})));
+  }
+  if (auto e = state_->Validate(buf, payload.size())) {
+    return Malformed("not JSON", e);
   }
   if (!keep.empty()) {
     // Rare: escaped names. Move them where the views can outlive `keep` by
@@ -396,6 +414,10 @@ absl::Status Decoder::DecodeResults(std::string_view payload,
   const size_t need = payload.size() + simdjson::SIMDJSON_PADDING;
   if (state_->padded.size() < need) state_->padded.resize(need);
   std::memcpy(state_->padded.data(), payload.data(), payload.size());
+  // simdjson peeks at the first padding byte; what an earlier, longer
+  // message left there must not change the outcome.
+  std::memset(state_->padded.data() + payload.size(), 0,
+              simdjson::SIMDJSON_PADDING);
   od::document doc;
   if (auto e = state_->parser.iterate(state_->padded.data(), payload.size(),
                                       state_->padded.size())
@@ -460,7 +482,7 @@ absl::Status Decoder::DecodeResults(std::string_view payload,
             }
             have_status = true;
           } else if (rkey == "data") {
-            e = RawValue(rv, state_->dom, entry.data);
+            e = RawValue(rv, entry.data);
             have_data = true;
           } else if (rkey == "error") {
             e = StringValue(rv, state_->unescaped, entry.error);
@@ -498,6 +520,9 @@ absl::Status Decoder::DecodeResults(std::string_view payload,
   }
   if (instance.empty()) {
     return Malformed("result message has an empty instance");
+  }
+  if (auto e = state_->Validate(state_->padded.data(), payload.size())) {
+    return Malformed("not JSON", e);
   }
   return absl::OkStatus();
 }

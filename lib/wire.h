@@ -21,8 +21,12 @@ namespace batchbus::wire {
 
 inline constexpr int kVersion = 1;
 
-// Bytes of a batch message outside its jobs, beyond the header strings.
-inline constexpr size_t kBatchOverhead = 128;
+// Bytes of a batch message outside its jobs, beyond the header strings
+// (the largest header is 141 bytes: a 20-digit seq, a 10-digit partition).
+inline constexpr size_t kBatchOverhead = 160;
+// Bytes of one result entry, or of a result message's envelope, outside the
+// result's data or quoted error.
+inline constexpr size_t kResultOverhead = 160;
 
 struct BatchHeader {
   std::string_view instance;     // Submitter instance id (32 hex digits).
