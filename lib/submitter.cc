@@ -350,7 +350,9 @@ rd_kafka_topic_t* Submitter::Impl::TopicHandle(const std::string& topic,
   std::lock_guard<std::mutex> lock(topics_mu);
   auto it = topic_handles.find(topic);
   if (it != topic_handles.end()) return it->second.get();
-  rd_kafka_topic_conf_t* conf = rd_kafka_topic_conf_new();
+  // Start from the default topic configuration, which carries the user's
+  // topic-level kafka.* properties.
+  rd_kafka_topic_conf_t* conf = rd_kafka_default_topic_conf_dup(producer.get());
   if (!config.kafka.count("message.timeout.ms")) {
     char err[256];
     rd_kafka_topic_conf_set(
