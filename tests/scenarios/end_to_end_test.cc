@@ -28,8 +28,8 @@ std::vector<Priority> TakeJobs(Processor& processor, size_t n,
 
 TEST_F(EndToEndTest, HandsOutBacklogInStrictPriorityOrder) {
   config_.prefetch_jobs = 2000;
-  auto submitter = NewSubmitter();
   Collector results;
+  auto submitter = NewSubmitter();
   // The backlog is in Kafka before any processor exists.
   for (Priority p : {Priority::kSlow, Priority::kNormal, Priority::kRealtime}) {
     const int n = p == Priority::kRealtime ? 20 : 1000;
@@ -67,8 +67,8 @@ TEST_F(EndToEndTest, RealtimeJobOvertakesHalfConsumedSlowBatch) {
   config_.For(Priority::kSlow).max_jobs = 500;
   auto processor = Processor::Create(config_, "app");
   ASSERT_TRUE(processor.ok()) << processor.status();
-  auto submitter = NewSubmitter();
   Collector results;
+  auto submitter = NewSubmitter();
   for (int i = 0; i < 500; ++i) {
     Job job = MakeJob("app", Priority::kSlow);
     ASSERT_TRUE(submitter->Submit(job, results.Callback()).ok());
@@ -162,8 +162,8 @@ TEST_F(EndToEndTest, HandlerFailureAndExceptionBecomeProcessedError) {
 TEST_F(EndToEndTest, CompleteRejectsInvalidJsonAndTaskStaysOpen) {
   auto processor = Processor::Create(config_, "app");
   ASSERT_TRUE(processor.ok());
-  auto submitter = NewSubmitter();
   Collector results;
+  auto submitter = NewSubmitter();
   Job job = MakeJob("app", Priority::kRealtime);
   ASSERT_TRUE(submitter->Submit(job, results.Callback()).ok());
   auto task = (*processor)->Next(absl::Seconds(30));
@@ -181,8 +181,8 @@ TEST_F(EndToEndTest, CompleteRejectsInvalidJsonAndTaskStaysOpen) {
 
 TEST_F(EndToEndTest, ProcessorClosedMidBatchHandsTheBatchToTheNextOwner) {
   config_.For(Priority::kSlow).max_jobs = 200;
-  auto submitter = NewSubmitter();
   Collector results;
+  auto submitter = NewSubmitter();
   std::vector<JobId> ids;
   for (int i = 0; i < 200; ++i) {
     Job job = MakeJob("app", Priority::kSlow, std::to_string(i));
@@ -214,8 +214,8 @@ TEST_F(EndToEndTest, ProcessorClosedMidBatchHandsTheBatchToTheNextOwner) {
 }
 
 TEST_F(EndToEndTest, CommittedBatchesAreNotProcessedAgain) {
-  auto submitter = NewSubmitter();
   Collector results;
+  auto submitter = NewSubmitter();
   std::atomic<int> handled{0};
   auto counting = [&](Task& t) {
     ++handled;
@@ -257,8 +257,8 @@ TEST_F(EndToEndTest, MalformedMessageGoesToDeadLetterTopicAndIsPassed) {
               RD_KAFKA_RESP_ERR_NO_ERROR);
     ASSERT_EQ(rd_kafka_flush(producer->get(), 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
   }
-  auto submitter = NewSubmitter();
   Collector results;
+  auto submitter = NewSubmitter();
   for (int i = 0; i < 20; ++i) {
     Job job = MakeJob("app", Priority::kNormal);
     ASSERT_TRUE(submitter->Submit(job, results.Callback()).ok());

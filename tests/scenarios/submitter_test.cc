@@ -51,8 +51,8 @@ TEST_F(SubmitterTest, SendsBatchWhenMaxJobsReachedWithoutWaitingForLinger) {
   config_.For(Priority::kNormal).max_jobs = 10;
   config_.For(Priority::kNormal).max_linger = absl::Seconds(20);
   RunningProcessor processor(config_, "app", {{"echo", Echo()}});
-  auto submitter = NewSubmitter();
   Collector results;
+  auto submitter = NewSubmitter();
   for (int i = 0; i < 30; ++i) {
     Job job = MakeJob("app", Priority::kNormal);
     ASSERT_TRUE(submitter->Submit(job, results.Callback()).ok());
@@ -93,8 +93,8 @@ TEST_F(SubmitterTest, SplitsBatchesAtMaxBytes) {
   config_.For(Priority::kSlow).max_bytes = 4096;
   config_.For(Priority::kSlow).max_linger = absl::Seconds(20);
   RunningProcessor processor(config_, "app", {{"echo", Echo()}});
-  auto submitter = NewSubmitter();
   Collector results;
+  auto submitter = NewSubmitter();
   const std::string data = "\"" + std::string(900, 'a') + "\"";
   for (int i = 0; i < 20; ++i) {
     Job job = MakeJob("app", Priority::kSlow, data);
@@ -109,8 +109,8 @@ TEST_F(SubmitterTest, SplitsBatchesAtMaxBytes) {
 
 TEST_F(SubmitterTest, RealtimeJobsGoOutAsBatchesOfOne) {
   RunningProcessor processor(config_, "app", {{"echo", Echo()}});
-  auto submitter = NewSubmitter();
   Collector results;
+  auto submitter = NewSubmitter();
   for (int i = 0; i < 5; ++i) {
     Job job = MakeJob("app", Priority::kRealtime);
     ASSERT_TRUE(submitter->Submit(job, results.Callback()).ok());
@@ -121,8 +121,8 @@ TEST_F(SubmitterTest, RealtimeJobsGoOutAsBatchesOfOne) {
 
 TEST_F(SubmitterTest, EndsJobsWithoutResultAsBatchFailedAfterTimeout) {
   config_.For(Priority::kNormal).batch_timeout = absl::Seconds(1);
-  auto submitter = NewSubmitter();  // No processor: nothing will answer.
   Collector results;
+  auto submitter = NewSubmitter();  // No processor: nothing will answer.
   const absl::Time start = absl::Now();
   for (int i = 0; i < 5; ++i) {
     Job job = MakeJob("app", Priority::kNormal);
@@ -166,8 +166,8 @@ TEST_F(SubmitterTest, LateResultGoesToHookAndNeverToTheCallbackTwice) {
 TEST_F(SubmitterTest, WaitsForRoomThenReturnsResourceExhausted) {
   config_.max_inflight_jobs = 10;
   config_.submit_wait = absl::Milliseconds(300);
-  auto submitter = NewSubmitter();
   Collector results;
+  auto submitter = NewSubmitter();
   for (int i = 0; i < 10; ++i) {
     Job job = MakeJob("app", Priority::kSlow);
     ASSERT_TRUE(submitter->Submit(job, results.Callback()).ok());
@@ -184,8 +184,8 @@ TEST_F(SubmitterTest, FailPolicyReturnsResourceExhaustedAtOnce) {
   config_.max_inflight_jobs = 3;
   config_.backpressure = BackpressurePolicy::kFail;
   config_.submit_wait = absl::Seconds(30);
-  auto submitter = NewSubmitter();
   Collector results;
+  auto submitter = NewSubmitter();
   for (int i = 0; i < 3; ++i) {
     Job job = MakeJob("app", Priority::kSlow);
     ASSERT_TRUE(submitter->Submit(job, results.Callback()).ok());
@@ -201,8 +201,8 @@ TEST_F(SubmitterTest, RoomFreedByResultsLetsWaitingSubmitProceed) {
   config_.max_inflight_jobs = 5;
   config_.submit_wait = absl::Seconds(20);
   RunningProcessor processor(config_, "app", {{"echo", Echo()}});
-  auto submitter = NewSubmitter();
   Collector results;
+  auto submitter = NewSubmitter();
   for (int i = 0; i < 50; ++i) {
     Job job = MakeJob("app", Priority::kNormal);
     ASSERT_TRUE(submitter->Submit(job, results.Callback()).ok()) << i;
@@ -213,8 +213,8 @@ TEST_F(SubmitterTest, RoomFreedByResultsLetsWaitingSubmitProceed) {
 }
 
 TEST_F(SubmitterTest, CloseFailsPendingJobsAndReturnsInBoundedTime) {
-  auto submitter = NewSubmitter();
   Collector results;
+  auto submitter = NewSubmitter();
   for (int i = 0; i < 7; ++i) {
     Job job = MakeJob("app", i % 2 ? Priority::kSlow : Priority::kNormal);
     ASSERT_TRUE(submitter->Submit(job, results.Callback()).ok());
@@ -252,8 +252,8 @@ TEST_F(SubmitterTest, SubmitAndWaitAndFutureDeliverTheResult) {
 
 TEST_F(SubmitterTest, ManyThreadsSubmittingEachJobEndsExactlyOnce) {
   RunningProcessor processor(config_, "app", {{"echo", Echo()}});
-  auto submitter = NewSubmitter();
   Collector results;
+  auto submitter = NewSubmitter();
   constexpr int kThreads = 4, kPerThread = 2000;
   std::vector<std::thread> threads;
   for (int t = 0; t < kThreads; ++t) {
