@@ -629,7 +629,7 @@ void Processor::Impl::CommitLocked(int p, int32_t partition) {
 // ------------------------------------------------------------------- next
 
 absl::StatusOr<Task> Processor::Impl::Next(absl::Duration timeout) {
-  const absl::Time deadline = absl::Now() + timeout;
+  absl::Time deadline = absl::InfiniteFuture();  // Read the clock only to wait.
   std::unique_lock<std::mutex> lock(mu);
   while (true) {
     if (shutdown.load(std::memory_order_acquire)) {
@@ -650,6 +650,7 @@ absl::StatusOr<Task> Processor::Impl::Next(absl::Duration timeout) {
       return Task(state);
     }
     const absl::Time now = absl::Now();
+    if (deadline == absl::InfiniteFuture()) deadline = now + timeout;
     if (now >= deadline) {
       return absl::DeadlineExceededError("no job within the timeout");
     }
