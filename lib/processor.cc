@@ -199,7 +199,9 @@ absl::Status Processor::Impl::Init() {
        {"auto.commit.interval.ms", "500"},
        {"auto.offset.reset", "earliest"},
        {"enable.partition.eof", "false"},
-       {"session.timeout.ms", "10000"},
+       // The broker's default minimum: a dead member's partitions move on
+       // after this long, and so does recovery after a broker restart.
+       {"session.timeout.ms", "6000"},
        {"heartbeat.interval.ms", "1000"},
        {"fetch.wait.max.ms", "10"},
        {"fetch.error.backoff.ms", "10"},
@@ -366,10 +368,14 @@ void Processor::Impl::PollerLoop() {
 
 // Reads what priority `p` may take now; true when it took something.
 bool Processor::Impl::ReadPriority(int p) {
+  // Realtime is always drained. A lower priority takes one message (one
+  // batch) at a time while below its prefetch bound, so the bound is
+  // overshot by at most one batch.
   size_t room = 64;
   if (p != static_cast<int>(Priority::kRealtime)) {
     std::lock_guard<std::mutex> lock(mu);
     if (ready_jobs[p] >= config.prefetch_jobs) return false;
+    room = 1;
   }
   rd_kafka_message_t* msgs[64];
   ssize_t n = rd_kafka_consume_batch_queue(priority_queues[p].get(), 0, msgs,

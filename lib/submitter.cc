@@ -121,6 +121,8 @@ struct Submitter::Impl {
 
   // Only touched by the io thread.
   wire::Decoder decoder;
+  absl::Time last_undelivered_log = absl::InfinitePast();
+  uint64_t undelivered_unlogged = 0;
   std::vector<wire::ResultEntry> entries;
 
   absl::Status Init();
@@ -471,8 +473,16 @@ void Submitter::Impl::HandleDelivery(rd_kafka_message_t* msg) {
       sealed.erase(it);
     }
   }
-  log::Warning("batch ", sent->seq, " not delivered: ",
-               rd_kafka_err2str(msg->err));
+  // One line per second at most: during an outage every batch fails.
+  const absl::Time now = absl::Now();
+  ++undelivered_unlogged;
+  if (now - last_undelivered_log >= absl::Seconds(1)) {
+    log::Warning(undelivered_unlogged, " batch(es) not delivered, latest ",
+                 sent->seq, " to ", sent->topic, ": ",
+                 rd_kafka_err2str(msg->err));
+    last_undelivered_log = now;
+    undelivered_unlogged = 0;
+  }
   RunCompletions(completions);
 }
 

@@ -231,6 +231,10 @@ TEST_F(BrokerRestartTest, NothingHangsAndWorkResumesOnTheSameObjects) {
     if (stream.joinable()) stream.join();
     if (waiter.joinable()) waiter.join();
   };
+  struct FinishThreads {
+    std::function<void()> finish;
+    ~FinishThreads() { finish(); }
+  } finish_guard{finish_threads};
 
   // 1. Warm up: work flows.
   const absl::Time test_start = absl::Now();
@@ -300,6 +304,7 @@ TEST_F(BrokerRestartTest, NothingHangsAndWorkResumesOnTheSameObjects) {
     }
   }
   auto confirm = round(50, 500, kNormalTimeout + absl::Seconds(5));
+  absl::SleepFor(absl::Seconds(1));  // More of the stream after recovery.
   finish_threads();
   // Everything still in flight ends within its batch timeout.
   EXPECT_TRUE(Eventually([&] { return ledger.Pending() == 0; },

@@ -159,6 +159,15 @@ TEST_F(CrashTest, KilledProcessorLosesNothingAndDuplicatesStayBounded) {
     }
     stream_end = absl::Now();
   });
+  // On a failed assertion below, stop the stream before leaving.
+  struct JoinStream {
+    std::atomic<bool>& stop;
+    std::thread& thread;
+    ~JoinStream() {
+      stop = true;
+      if (thread.joinable()) thread.join();
+    }
+  } join_stream{stop_stream, stream};
 
   // Kill and restart the child at the thresholds.
   std::vector<double> takeover_s;
@@ -196,7 +205,7 @@ TEST_F(CrashTest, KilledProcessorLosesNothingAndDuplicatesStayBounded) {
   const bool all_done = Eventually(
       [&] { return callbacks.load() >= kJobs; }, absl::Seconds(180));
   stop_stream = true;
-  stream.join();
+  if (stream.joinable()) stream.join();
   ASSERT_TRUE(all_done) << callbacks.load() << " of " << kJobs
                         << " results; first error: " << first_error;
   const absl::Duration total = absl::Now() - stream_start;

@@ -69,25 +69,24 @@ int main(int argc, char** argv) {
 
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
-    auto value = [&](const char* flag) -> const char* {
-      if (i + 1 >= argc) return nullptr;
-      (void)flag;
-      return argv[++i];
+    // The flag's value, or null when it is the last argument.
+    auto value = [&]() -> const char* {
+      return i + 1 < argc ? argv[++i] : nullptr;
     };
     const char* v = nullptr;
-    if (arg == "--brokers" && (v = value("--brokers"))) {
+    if (arg == "--brokers" && (v = value())) {
       brokers = v;
-    } else if (arg == "--namespace" && (v = value("--namespace"))) {
+    } else if (arg == "--namespace" && (v = value())) {
       ns = v;
-    } else if (arg == "--processor" && (v = value("--processor"))) {
+    } else if (arg == "--processor" && (v = value())) {
       name = v;
-    } else if (arg == "--delay-us" && (v = value("--delay-us"))) {
+    } else if (arg == "--delay-us" && (v = value())) {
       delay_us = std::strtol(v, nullptr, 10);
       if (delay_us < 0) return Usage("--delay-us must be >= 0");
-    } else if (arg == "--workers" && (v = value("--workers"))) {
+    } else if (arg == "--workers" && (v = value())) {
       workers = static_cast<int>(std::strtol(v, nullptr, 10));
       if (workers < 1 || workers > 64) return Usage("--workers must be 1..64");
-    } else if (arg == "--set" && (v = value("--set"))) {
+    } else if (arg == "--set" && (v = value())) {
       const char* eq = std::strchr(v, '=');
       if (eq == nullptr) return Usage("--set needs key=value");
       sets.emplace_back(std::string(v, eq), std::string(eq + 1));

@@ -51,6 +51,13 @@ TEST_F(ScaleOutTest, ThreeProcessorsShareTheWorkAndEachJobRunsOnce) {
   }
   auto submitter = NewSubmitter();
   ASSERT_TRUE(submitter);
+  // Late results of the work jobs (probes may be processed twice while the
+  // group forms: a probe handed out by an instance whose partitions are
+  // revoked is processed again by the next owner).
+  std::atomic<uint64_t> work_late{0};
+  submitter->SetLateResultHook([&](const JobResult& r) {
+    if (r.data != "null") work_late++;
+  });
 
   // The group has settled once every instance has handled a realtime probe:
   // the instance that joined last can only have received partitions in the
@@ -68,6 +75,7 @@ TEST_F(ScaleOutTest, ThreeProcessorsShareTheWorkAndEachJobRunsOnce) {
         MakeJob(name, Priority::kRealtime, "null", "probe"), absl::Seconds(15));
     ASSERT_TRUE(r.ok()) << r.status();
     ++probes_sent;
+    absl::SleepFor(absl::Milliseconds(20));
   }
   ASSERT_TRUE(all_probed()) << "probes per instance: " << probes[0] << "/"
                             << probes[1] << "/" << probes[2];
@@ -110,10 +118,11 @@ TEST_F(ScaleOutTest, ThreeProcessorsShareTheWorkAndEachJobRunsOnce) {
       "[scale-out] group settled after %.1f s (%d probes); %zu jobs in %.1f s; "
       "handled per instance: %" PRIu64 "/%" PRIu64 "/%" PRIu64
       "; runs per job: once %zu, more %zu, never %zu; late results %" PRIu64
-      "\n",
+      " (of probes: %" PRIu64 ")\n",
       absl::ToDoubleSeconds(settle_took), probes_sent, kJobs,
       absl::ToDoubleSeconds(run_took), handled[0].load(), handled[1].load(),
-      handled[2].load(), once, more, never, stats.late_results);
+      handled[2].load(), once, more, never, work_late.load(),
+      stats.late_results - work_late.load());
   std::fflush(stdout);
 
   EXPECT_EQ(results.Count(JobStatus::kProcessedOk), kJobs);
@@ -123,7 +132,7 @@ TEST_F(ScaleOutTest, ThreeProcessorsShareTheWorkAndEachJobRunsOnce) {
   EXPECT_EQ(never, 0u);
   EXPECT_EQ(invocations, kJobs);
   EXPECT_EQ(handed_out, kJobs + probes_handled);
-  EXPECT_EQ(stats.late_results, 0u);
+  EXPECT_EQ(work_late.load(), 0u);
   for (int k = 0; k < kProcessors; ++k) {
     EXPECT_GT(handled[k].load(), 0u) << "instance " << k << " did no work";
   }
