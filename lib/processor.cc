@@ -33,6 +33,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/hash/hash.h"
 #include "strcat.h"
 #include "absl/time/clock.h"
 #include "json.h"
@@ -57,6 +58,7 @@ struct InBatch {
   int priority = 0;
   int32_t partition = 0;
   int64_t offset = 0;
+  size_t reply_key = 0;  // Hash of (instance, reply partition).
   wire::DecodedBatch decoded;
   std::vector<Task::State> tasks;
   uint32_t size = 0;
@@ -84,6 +86,7 @@ struct ResultBuffer {
   wire::ResultWriter writer;
   std::vector<std::pair<InBatch*, uint32_t>> acks;
   absl::Time deadline;
+  bool realtime = false;  // Holds a realtime result.
 };
 
 // Handed to librdkafka with each result or dead-letter message.
@@ -94,6 +97,7 @@ struct OutMessage {
   std::string payload;
   std::vector<std::pair<InBatch*, uint32_t>> acks;  // Result messages.
   InBatch* dead_letter_for = nullptr;                // Dead-letter copies.
+  bool realtime = false;
   std::string dead_letter_reason;
 };
 
@@ -109,6 +113,10 @@ struct Processor::Impl {
 
   kafka::KafkaPtr consumer;
   kafka::KafkaPtr producer;
+  // Realtime results go out through a producer (and connection) of their
+  // own, never queued behind large slow result messages.
+  kafka::KafkaPtr rt_producer;
+  kafka::QueuePtr rt_producer_queue;
   kafka::QueuePtr consumer_queue;
   kafka::QueuePtr producer_queue;
   std::array<kafka::QueuePtr, kNumPriorities> priority_queues;
@@ -127,7 +135,8 @@ struct Processor::Impl {
       partitions;
   absl::flat_hash_set<PartitionKey> assigned;
   std::list<std::unique_ptr<InBatch>> graveyard;  // Revoked, maybe in use.
-  absl::flat_hash_map<std::string, ResultBuffer> results;
+  // Open result messages by destination: hash of (instance, partition).
+  absl::flat_hash_map<size_t, ResultBuffer> results;
   std::vector<OutMessage*> retry;  // Not accepted by librdkafka yet.
   size_t outstanding_answers = 0;  // Handed out, not answered.
   size_t outstanding_messages = 0;  // Produced, no delivery report yet.
@@ -178,6 +187,10 @@ absl::Status Processor::Impl::Init() {
   if (!pconf.ok()) return pconf.status();
   rd_kafka_conf_set_dr_msg_cb(pconf->get(), &Impl::DeliveryReport);
   rd_kafka_conf_set_opaque(pconf->get(), this);
+  auto rtp = kafka::MakeHandle(RD_KAFKA_PRODUCER,
+                               kafka::ConfPtr(rd_kafka_conf_dup(pconf->get())));
+  if (!rtp.ok()) return rtp.status();
+  rt_producer = std::move(*rtp);
   auto p = kafka::MakeHandle(RD_KAFKA_PRODUCER, std::move(*pconf));
   if (!p.ok()) return p.status();
   producer = std::move(*p);
@@ -218,6 +231,9 @@ absl::Status Processor::Impl::Init() {
   rd_kafka_poll_set_consumer(consumer.get());
   consumer_queue.reset(rd_kafka_queue_get_consumer(consumer.get()));
   producer_queue.reset(rd_kafka_queue_get_main(producer.get()));
+  rt_producer_queue.reset(rd_kafka_queue_get_main(rt_producer.get()));
+  rd_kafka_queue_io_event_enable(rt_producer_queue.get(), wakeup.write_fd(),
+                                 "1", 1);
   for (auto& q : priority_queues) {
     q.reset(rd_kafka_queue_new(consumer.get()));
     rd_kafka_queue_io_event_enable(q.get(), wakeup.write_fd(), "1", 1);
@@ -335,7 +351,8 @@ void Processor::Impl::PollerLoop() {
         if (p >= 0) AcceptMessage(p, msg.release());
       }
     }
-    rd_kafka_poll(producer.get(), 0);  // Delivery reports.
+    rd_kafka_poll(rt_producer.get(), 0);  // Delivery reports.
+    rd_kafka_poll(producer.get(), 0);
     if (!shutdown.load(std::memory_order_acquire)) {
       for (int p = 0; p < kNumPriorities; ++p) busy |= ReadPriority(p);
     }
@@ -347,7 +364,7 @@ void Processor::Impl::PollerLoop() {
       std::vector<OutMessage*> again;
       again.swap(retry);
       for (OutMessage* out : again) ProduceLocked(out);
-      for (auto& [instance, buffer] : results) {
+      for (auto& [key, buffer] : results) {
         if (buffer.writer.empty()) continue;
         if (buffer.deadline <= now) {
           FlushLocked(buffer);
@@ -412,6 +429,8 @@ void Processor::Impl::AcceptMessage(int p, rd_kafka_message_t* raw) {
     return;
   }
   ++stats.batches_received;
+  batch->reply_key =
+      absl::HashOf(batch->decoded.instance, batch->decoded.reply_partition);
   batch->size = static_cast<uint32_t>(batch->decoded.jobs.size());
   batch->tasks.resize(batch->size);
   for (uint32_t i = 0; i < batch->size; ++i) {
@@ -479,20 +498,22 @@ absl::Status Processor::Impl::Answer(Task::State* state, bool ok,
   InBatch* batch = state->batch;
   const wire::DecodedBatch& d = batch->decoded;
   const wire::DecodedJob& job = d.jobs[state->index];
-  auto found = results.find(ToAbsl(d.instance));
-  if (found == results.end()) {
-    found = results.emplace(std::string(d.instance), ResultBuffer{}).first;
-    found->second.instance = std::string(d.instance);
-  }
-  ResultBuffer& buffer = found->second;
+  ResultBuffer& buffer = results[batch->reply_key];
+  const bool same_destination = buffer.instance == d.instance &&
+                                buffer.partition == d.reply_partition &&
+                                buffer.topic == d.reply_topic;
   if (!buffer.writer.empty() &&
-      buffer.writer.size() + entry_bytes > config.max_message_bytes) {
-    FlushLocked(buffer);  // This result would not fit in the open message.
+      (!same_destination ||
+       buffer.writer.size() + entry_bytes > config.max_message_bytes)) {
+    FlushLocked(buffer);  // Full, or (hash collision) another destination.
   }
   if (buffer.writer.empty()) {
-    // The instance's reply address travels in every batch; take the latest.
-    buffer.topic = std::string(d.reply_topic);
-    buffer.partition = d.reply_partition;
+    // The reply address travels in every batch; take the latest.
+    if (!same_destination) {
+      buffer.instance = std::string(d.instance);
+      buffer.topic = std::string(d.reply_topic);
+      buffer.partition = d.reply_partition;
+    }
     buffer.writer.Begin(buffer.instance);
     buffer.deadline = absl::Now() + config.result_linger;
     wakeup.Notify();
@@ -511,8 +532,9 @@ absl::Status Processor::Impl::Answer(Task::State* state, bool ok,
   }
   ++batch->answered;
   --outstanding_answers;
-  if (batch->priority == static_cast<int>(Priority::kRealtime) ||
-      batch->answered == batch->size ||
+  const bool realtime = batch->priority == static_cast<int>(Priority::kRealtime);
+  buffer.realtime |= realtime;
+  if (realtime || batch->answered == batch->size ||
       buffer.writer.size() >= config.result_max_bytes) {
     FlushLocked(buffer);
   }
@@ -537,6 +559,8 @@ void Processor::Impl::FlushLocked(ResultBuffer& buffer) {
   out->key = buffer.instance;
   out->payload = buffer.writer.Finish();
   out->acks.swap(buffer.acks);
+  out->realtime = buffer.realtime;
+  buffer.realtime = false;
   ProduceLocked(out);
 }
 
@@ -552,7 +576,8 @@ void Processor::Impl::ProduceLocked(OutMessage* out) {
         RD_KAFKA_V_OPAQUE(out), RD_KAFKA_V_END);
   } else {
     err = rd_kafka_producev(
-        producer.get(), RD_KAFKA_V_TOPIC(out->topic.c_str()),
+        (out->realtime ? rt_producer : producer).get(),
+        RD_KAFKA_V_TOPIC(out->topic.c_str()),
         RD_KAFKA_V_PARTITION(out->partition),
         RD_KAFKA_V_KEY(out->key.data(), out->key.size()),
         RD_KAFKA_V_VALUE(out->payload.data(), out->payload.size()),
@@ -681,7 +706,7 @@ absl::Status Processor::Impl::Close(absl::Duration timeout) {
     // acknowledged; the poller keeps serving delivery reports meanwhile.
     answer_cv.wait_for(lock, absl::ToChronoNanoseconds(deadline - absl::Now()),
                        [&] { return outstanding_answers == 0; });
-    for (auto& [instance, buffer] : results) FlushLocked(buffer);
+    for (auto& [key, buffer] : results) FlushLocked(buffer);
     answer_cv.wait_for(lock, absl::ToChronoNanoseconds(deadline - absl::Now()),
                        [&] {
                          return outstanding_messages == 0 && retry.empty();
@@ -723,15 +748,17 @@ absl::Status Processor::Impl::Close(absl::Duration timeout) {
     for (auto& q : priority_queues) q.reset();
     consumer_queue.reset();
   }
-  if (producer) {
-    rd_kafka_purge(producer.get(),
-                   RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-    rd_kafka_poll(producer.get(), 0);
-    producer_queue.reset();
+  for (kafka::KafkaPtr* p : {&producer, &rt_producer}) {
+    if (!*p) continue;
+    rd_kafka_purge(p->get(), RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    rd_kafka_poll(p->get(), 0);
   }
+  producer_queue.reset();
+  rt_producer_queue.reset();
   kafka::DestroyWithin(std::move(consumer), RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE,
                        deadline);
   kafka::DestroyWithin(std::move(producer), 0, deadline);
+  kafka::DestroyWithin(std::move(rt_producer), 0, deadline);
   {
     std::lock_guard<std::mutex> lock(mu);
     for (OutMessage* out : retry) delete out;

@@ -87,16 +87,22 @@ struct Submitter::Impl {
   Config config;
   std::string instance;
   std::string reply_topic;
-  int32_t reply_partition = 0;
+  // Realtime results come back on a partition of their own (when the reply
+  // topic has more than one), read before the others, so a flood of slow
+  // results never delays a realtime one.
+  std::array<int32_t, 2> reply_partitions{};  // [0] realtime, [1] others.
+  int reply_streams = 1;
 
   kafka::KafkaPtr producer;
-  kafka::KafkaPtr consumer;
+  // One consumer per reply partition: realtime results have a connection of
+  // their own, so they never queue behind a large fetch of slow results.
+  std::array<kafka::KafkaPtr, 2> consumers;
   kafka::QueuePtr producer_queue;  // Main queue: delivery reports.
-  kafka::TopicPtr reply_topic_handle;
+  std::array<kafka::TopicPtr, 2> reply_topic_handles;
   std::mutex topics_mu;
   absl::flat_hash_map<std::string, kafka::TopicPtr> topic_handles
       ABSL_GUARDED_BY(topics_mu);
-  kafka::QueuePtr reply_queue;     // Our reply partition.
+  std::array<kafka::QueuePtr, 2> reply_queues;  // Per reply partition.
   WakeupPipe wakeup;
   std::thread io_thread;
   std::atomic<bool> stop_io{false};
@@ -135,7 +141,9 @@ struct Submitter::Impl {
   void ReleaseLocked(const Slot& slot);
   void RunCompletions(std::vector<Completion>& completions);
   void IoLoop();
-  void HandleReplies(std::vector<Completion>& completions,
+  bool HandleReplies(rd_kafka_queue_t* queue, size_t max_messages,
+                     size_t per_round,
+                     std::vector<Completion>& completions,
                      std::vector<JobResult>& late);
   void HandleDelivery(rd_kafka_message_t* msg);
   void ReportLate(std::vector<JobResult>& late);
@@ -179,11 +187,13 @@ absl::Status Submitter::Impl::Init() {
         "reply_partition ", config.reply_partition, " but topic ",
         reply_topic, " has only ", *partitions, " partitions"));
   }
-  reply_partition =
+  const int32_t base =
       config.reply_partition >= 0
           ? config.reply_partition
           : static_cast<int32_t>(absl::HashOf(instance) %
                                  static_cast<size_t>(*partitions));
+  reply_partitions = {base, (base + 1) % *partitions};
+  reply_streams = reply_partitions[0] == reply_partitions[1] ? 1 : 2;
 
   // If unread results ever expire (the mock cluster keeps ~5 MiB per
   // partition), resume from the oldest one still there rather than the end.
@@ -193,42 +203,49 @@ absl::Status Submitter::Impl::Init() {
                                         {"fetch.wait.max.ms", "10"},
                                         {"fetch.error.backoff.ms", "10"}});
   if (!cconf.ok()) return cconf.status();
-  auto c = kafka::MakeHandle(RD_KAFKA_CONSUMER, std::move(*cconf));
-  if (!c.ok()) return c.status();
-  consumer = std::move(*c);
-
+  rd_kafka_conf_t* cconf_template = cconf->get();
   // Start exactly at the current end, resolved now: results for batches we
   // are about to send can never land before our starting offset.
-  int64_t low = 0, high = 0;
+  // Plain partition consumers: no group, nothing committed.
   const absl::Time deadline = absl::Now() + absl::Seconds(15);
-  while (true) {
-    rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(
-        consumer.get(), reply_topic.c_str(), reply_partition, &low, &high,
-        5000);
-    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) break;
-    // Leadership may still be settling right after the topic was created.
-    if (absl::Now() > deadline) {
-      return kafka::ToStatus(err, StrCat("reading the end of ", reply_topic,
-                                         "[", reply_partition, "]"));
+  for (int r = 0; r < reply_streams; ++r) {
+    const int32_t partition = reply_partitions[r];
+    auto c = kafka::MakeHandle(RD_KAFKA_CONSUMER,
+                               kafka::ConfPtr(rd_kafka_conf_dup(cconf_template)));
+    if (!c.ok()) return c.status();
+    consumers[r] = std::move(*c);
+    rd_kafka_t* consumer = consumers[r].get();
+    reply_topic_handles[r].reset(
+        rd_kafka_topic_new(consumer, reply_topic.c_str(), nullptr));
+    int64_t low = 0, high = 0;
+    while (true) {
+      rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(
+          consumer, reply_topic.c_str(), partition, &low, &high, 5000);
+      if (err == RD_KAFKA_RESP_ERR_NO_ERROR) break;
+      // Leadership may still be settling right after the topic was created.
+      if (absl::Now() > deadline) {
+        return kafka::ToStatus(err, StrCat("reading the end of ", reply_topic,
+                                           "[", partition, "]"));
+      }
+      absl::SleepFor(absl::Milliseconds(100));
     }
-    absl::SleepFor(absl::Milliseconds(100));
-  }
-  // A plain partition consumer: no group, nothing committed.
-  reply_topic_handle.reset(
-      rd_kafka_topic_new(consumer.get(), reply_topic.c_str(), nullptr));
-  reply_queue.reset(rd_kafka_queue_new(consumer.get()));
-  if (rd_kafka_consume_start_queue(reply_topic_handle.get(), reply_partition,
-                                   high, reply_queue.get()) != 0) {
-    return kafka::ToStatus(rd_kafka_last_error(),
-                           "starting to read the reply partition");
+    reply_queues[r].reset(rd_kafka_queue_new(consumer));
+    if (rd_kafka_consume_start_queue(reply_topic_handles[r].get(), partition,
+                                     high,
+                                     reply_queues[r].get()) != 0) {
+      return kafka::ToStatus(rd_kafka_last_error(),
+                             "starting to read the reply partition");
+    }
+    rd_kafka_queue_io_event_enable(reply_queues[r].get(), wakeup.write_fd(),
+                                   "1", 1);
+    log::Info("submitter ", instance, " reading ",
+              r == 0 && reply_streams == 2 ? "realtime " : "", "results from ",
+              reply_topic, "[", partition, "] from offset ", high);
   }
   producer_queue.reset(rd_kafka_queue_get_main(producer.get()));
-  rd_kafka_queue_io_event_enable(reply_queue.get(), wakeup.write_fd(), "1", 1);
   rd_kafka_queue_io_event_enable(producer_queue.get(), wakeup.write_fd(), "1",
                                  1);
   io_thread = std::thread([this] { IoLoop(); });
-  log::Info("submitter ", instance, " reading results from ", reply_topic, "[",
-            reply_partition, "] from offset ", high);
   return absl::OkStatus();
 }
 
@@ -305,8 +322,10 @@ absl::Status Submitter::Impl::Submit(Job& job, Callback done) {
       batch->priority = priority;
       batch->processor = job.processor;
       batch->topic = config.TopicFor(job.processor, priority);
-      batch->writer.Begin({instance, batch->seq, reply_topic, reply_partition,
-                           job.processor, priority});
+      batch->writer.Begin(
+          {instance, batch->seq, reply_topic,
+           reply_partitions[priority == Priority::kRealtime ? 0 : 1],
+           job.processor, priority});
       batch->slots.reserve(std::min<size_t>(pc.max_jobs, 4096));
       batch->linger_deadline = absl::Now() + pc.max_linger;
       wake_io = priority != Priority::kRealtime;
@@ -486,12 +505,17 @@ void Submitter::Impl::HandleDelivery(rd_kafka_message_t* msg) {
   RunCompletions(completions);
 }
 
-void Submitter::Impl::HandleReplies(std::vector<Completion>& completions,
+// Reads up to `max_messages` result messages from `queue`, `per_round` at a
+// time; true when it stopped at that limit (more may be waiting).
+bool Submitter::Impl::HandleReplies(rd_kafka_queue_t* queue,
+                                    size_t max_messages, size_t per_round,
+                                    std::vector<Completion>& completions,
                                     std::vector<JobResult>& late) {
   rd_kafka_message_t* msgs[64];
-  while (true) {
-    ssize_t n = rd_kafka_consume_batch_queue(reply_queue.get(), 0, msgs, 64);
-    if (n <= 0) return;
+  per_round = std::min<size_t>(per_round, 64);
+  for (size_t taken = 0; taken < max_messages; taken += per_round) {
+    ssize_t n = rd_kafka_consume_batch_queue(queue, 0, msgs, per_round);
+    if (n <= 0) return false;
     for (ssize_t m = 0; m < n; ++m) {
       kafka::MessagePtr msg(msgs[m]);
       if (msg->err) {
@@ -555,6 +579,7 @@ void Submitter::Impl::HandleReplies(std::vector<Completion>& completions,
       }
     }
   }
+  return true;
 }
 
 void Submitter::Impl::ReportLate(std::vector<JobResult>& late) {
@@ -582,8 +607,21 @@ void Submitter::Impl::IoLoop() {
   std::vector<InFlightMessage*> to_publish;
   while (!stop_io.load(std::memory_order_acquire)) {
     rd_kafka_poll(producer.get(), 0);  // Delivery reports.
-    rd_kafka_poll(consumer.get(), 0);  // Errors and logs.
-    HandleReplies(completions, late);
+    for (int r = 0; r < reply_streams; ++r) {
+      rd_kafka_poll(consumers[r].get(), 0);  // Errors and logs.
+    }
+    // Realtime results first; the others a round at a time, checking for
+    // realtime results again in between.
+    bool more = true;
+    while (more) {
+      if (reply_streams == 2) {
+        HandleReplies(reply_queues[0].get(), SIZE_MAX, 64, completions, late);
+      }
+      // A result message may hold hundreds of results: a few at a time.
+      more = HandleReplies(reply_queues[reply_streams - 1].get(), 4, 4,
+                           completions, late);
+      RunCompletions(completions);
+    }
 
     absl::Time now = absl::Now();
     absl::Time next_wake = now + absl::Milliseconds(100);
@@ -680,18 +718,22 @@ absl::Status Submitter::Impl::Close(absl::Duration timeout) {
                    RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
     rd_kafka_poll(producer.get(), 0);  // Frees purged messages' opaques.
   }
-  if (reply_topic_handle) {
-    rd_kafka_consume_stop(reply_topic_handle.get(), reply_partition);
+  for (int r = 0; r < reply_streams; ++r) {
+    if (reply_topic_handles[r] && reply_queues[r]) {
+      rd_kafka_consume_stop(reply_topic_handles[r].get(), reply_partitions[r]);
+    }
   }
-  reply_queue.reset();
-  reply_topic_handle.reset();
+  for (auto& q : reply_queues) q.reset();
+  for (auto& t : reply_topic_handles) t.reset();
   producer_queue.reset();
   {
     std::lock_guard<std::mutex> lock(topics_mu);
     topic_handles.clear();
   }
-  kafka::DestroyWithin(std::move(consumer), RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE,
-                       deadline);
+  for (auto& c : consumers) {
+    kafka::DestroyWithin(std::move(c), RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE,
+                         deadline);
+  }
   kafka::DestroyWithin(std::move(producer), 0, deadline);
   if (failed > 0) {
     return absl::DeadlineExceededError(StrCat(
