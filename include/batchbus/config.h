@@ -75,10 +75,11 @@ struct Config {
   // broker's message.max.bytes.
   size_t max_message_bytes = 1'000'000;
   // Where this submitter's results come back. Each submitter instance reads
-  // one partition of `reply_topic` (default "{namespace}.replies") and skips
-  // results addressed to other instances. reply_partition < 0 picks
-  // hash(instance id) % partitions; set it per instance (e.g. from a pod
-  // ordinal) for exclusive partitions.
+  // partition R of `reply_topic` (default "{namespace}.replies") for normal
+  // and slow results and partition R+1 (mod partitions) for realtime ones,
+  // and skips results addressed to other instances. reply_partition < 0
+  // picks R = hash(instance id) % partitions; set it per instance (e.g.
+  // from a pod ordinal) for exclusive partitions.
   std::string reply_topic;
   int reply_partition = -1;
 
