@@ -152,7 +152,7 @@ struct Processor::Impl {
   void DeadLetterLocked(int p, rd_kafka_message_t* msg, std::string_view why,
                         std::unique_ptr<InBatch> batch);
   absl::Status Answer(Task::State* state, bool ok, std::string_view text);
-  void Release(Task::State* state);
+  bool Release(Task::State* state);
   void FlushLocked(ResultBuffer& buffer);
   void ProduceLocked(OutMessage* out);
   void HandleDelivery(rd_kafka_message_t* msg);
@@ -542,13 +542,17 @@ absl::Status Processor::Impl::Answer(Task::State* state, bool ok,
   return absl::OkStatus();
 }
 
-// A Task let go of its state: the batch may now be committed or freed.
-void Processor::Impl::Release(Task::State* state) {
+// A Task lets go of its state: the batch may now be committed or freed.
+// Returns false, releasing nothing, when the job was never answered (the
+// caller answers it first, then releases).
+bool Processor::Impl::Release(Task::State* state) {
   std::lock_guard<std::mutex> lock(mu);
+  if (!state->answered) return false;
   InBatch* batch = state->batch;
   if (--batch->live == 0 && batch->done() && !batch->revoked) {
     CommitLocked(batch->priority, batch->partition);
   }
+  return true;
 }
 
 void Processor::Impl::FlushLocked(ResultBuffer& buffer) {
@@ -784,8 +788,10 @@ Task& Task::operator=(Task&& other) noexcept {
 
 Task::~Task() {
   if (state_ == nullptr) return;
-  if (!answered()) (void)Fail("handler returned without answering the job");
-  state_->impl->Release(state_);
+  if (!state_->impl->Release(state_)) {
+    (void)Fail("handler returned without answering the job");
+    state_->impl->Release(state_);
+  }
   state_ = nullptr;
 }
 

@@ -322,6 +322,10 @@ absl::Status Submitter::Impl::Submit(Job& job, Callback done) {
       batch->priority = priority;
       batch->processor = job.processor;
       batch->topic = config.TopicFor(job.processor, priority);
+      // Expect a full batch of jobs like this one.
+      batch->writer.Reserve(std::min(
+          pc.max_bytes, header_size + (job_size + 1) * std::max<size_t>(
+                                                          pc.max_jobs, 1)));
       batch->writer.Begin(
           {instance, batch->seq, reply_topic,
            reply_partitions[priority == Priority::kRealtime ? 0 : 1],
@@ -355,6 +359,10 @@ void Submitter::Impl::SealLocked(std::unique_ptr<Batch>& batch,
   auto* msg =
       new InFlightMessage{batch->seq, batch->priority, batch->topic,
                           batch->writer.Finish()};
+  // A batch sealed early by its linger gives back what it reserved.
+  if (msg->payload.capacity() > 2 * msg->payload.size() + 4096) {
+    msg->payload.shrink_to_fit();
+  }
   const absl::Duration timeout = config.For(batch->priority).batch_timeout;
   timers[static_cast<int>(batch->priority)].emplace_back(
       absl::Now() + timeout, batch->seq);

@@ -42,6 +42,9 @@ struct BatchHeader {
 class BatchWriter {
  public:
   void Begin(const BatchHeader& header);
+  // Sizes the buffer for a message of about `bytes`, so that a batch grows
+  // without reallocating and copying as jobs are added.
+  void Reserve(size_t bytes) { buf_.reserve(bytes); }
   // Exact bytes AddJob would append for this job (separator included).
   static size_t JobSize(std::string_view group, std::string_view data);
   void AddJob(const JobId& id, std::string_view group, std::string_view data);
