@@ -409,6 +409,13 @@ void Processor::Impl::AcceptMessage(int p, rd_kafka_message_t* raw) {
     }
     return;
   }
+  if (p == 0 && log::Enabled(log::Level::kDebug)) {
+    rd_kafka_timestamp_type_t tstype;
+    const int64_t ts = rd_kafka_message_timestamp(msg.get(), &tstype);
+    log::Debug("realtime message ", msg->partition, "@", msg->offset,
+               " reached the poller ",
+               absl::ToUnixMillis(absl::Now()) - ts, " ms after it was produced");
+  }
   auto batch = std::make_unique<InBatch>();
   batch->priority = p;
   batch->partition = msg->partition;
