@@ -1,4 +1,5 @@
-// Processor: one consumer in the processor's group, three priority queues,
+// Processor: two consumers in the processor's group (realtime; normal and
+// slow), three priority queues,
 // and a ready list per priority that Next() serves highest first.
 //
 // Threads: one internal poller thread owns the Kafka side. It serves the
@@ -111,13 +112,16 @@ struct Processor::Impl {
   std::array<std::string, kNumPriorities> topics;
   std::string dead_letter_topic;
 
-  kafka::KafkaPtr consumer;
+  // Two members of the processor's group: [0] reads the realtime topic,
+  // [1] normal and slow. Realtime jobs arrive over a connection of their
+  // own, never in the same fetches as a slow backlog.
+  std::array<kafka::KafkaPtr, 2> consumers;
   kafka::KafkaPtr producer;
   // Realtime results go out through a producer (and connection) of their
   // own, never queued behind large slow result messages.
   kafka::KafkaPtr rt_producer;
   kafka::QueuePtr rt_producer_queue;
-  kafka::QueuePtr consumer_queue;
+  std::array<kafka::QueuePtr, 2> consumer_queues;
   kafka::QueuePtr producer_queue;
   std::array<kafka::QueuePtr, kNumPriorities> priority_queues;
   WakeupPipe wakeup;
@@ -157,8 +161,11 @@ struct Processor::Impl {
   void ProduceLocked(OutMessage* out);
   void HandleDelivery(rd_kafka_message_t* msg);
   void CommitLocked(int p, int32_t partition);
-  void Rebalance(rd_kafka_resp_err_t err,
+  void Rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
                  rd_kafka_topic_partition_list_t* partitions);
+  rd_kafka_t* ConsumerFor(int priority) const {
+    return consumers[priority == 0 ? 0 : 1].get();
+  }
   int PriorityOfTopic(std::string_view topic) const;
   absl::StatusOr<Task> Next(absl::Duration timeout);
   absl::Status Close(absl::Duration timeout);
@@ -216,6 +223,7 @@ absl::Status Processor::Impl::Init() {
        // after this long, and so does recovery after a broker restart.
        {"session.timeout.ms", "6000"},
        {"heartbeat.interval.ms", "1000"},
+       {"partition.assignment.strategy", "cooperative-sticky"},
        {"fetch.wait.max.ms", "10"},
        {"fetch.error.backoff.ms", "10"},
        {"queued.max.messages.kbytes", std::to_string(config.fetch_queue_kbytes)},
@@ -225,32 +233,40 @@ absl::Status Processor::Impl::Init() {
   if (!cconf.ok()) return cconf.status();
   rd_kafka_conf_set_rebalance_cb(cconf->get(), &Impl::RebalanceCallback);
   rd_kafka_conf_set_opaque(cconf->get(), this);
-  auto c = kafka::MakeHandle(RD_KAFKA_CONSUMER, std::move(*cconf));
-  if (!c.ok()) return c.status();
-  consumer = std::move(*c);
-  rd_kafka_poll_set_consumer(consumer.get());
-  consumer_queue.reset(rd_kafka_queue_get_consumer(consumer.get()));
+  for (int c = 0; c < 2; ++c) {
+    auto handle = kafka::MakeHandle(
+        RD_KAFKA_CONSUMER, kafka::ConfPtr(rd_kafka_conf_dup(cconf->get())));
+    if (!handle.ok()) return handle.status();
+    consumers[c] = std::move(*handle);
+    rd_kafka_poll_set_consumer(consumers[c].get());
+    consumer_queues[c].reset(rd_kafka_queue_get_consumer(consumers[c].get()));
+    rd_kafka_queue_io_event_enable(consumer_queues[c].get(), wakeup.write_fd(),
+                                   "1", 1);
+  }
   producer_queue.reset(rd_kafka_queue_get_main(producer.get()));
   rt_producer_queue.reset(rd_kafka_queue_get_main(rt_producer.get()));
   rd_kafka_queue_io_event_enable(rt_producer_queue.get(), wakeup.write_fd(),
                                  "1", 1);
-  for (auto& q : priority_queues) {
-    q.reset(rd_kafka_queue_new(consumer.get()));
-    rd_kafka_queue_io_event_enable(q.get(), wakeup.write_fd(), "1", 1);
-  }
-  rd_kafka_queue_io_event_enable(consumer_queue.get(), wakeup.write_fd(), "1",
-                                 1);
   rd_kafka_queue_io_event_enable(producer_queue.get(), wakeup.write_fd(), "1",
                                  1);
-
-  kafka::PartitionListPtr subscription(rd_kafka_topic_partition_list_new(3));
-  for (const auto& t : topics) {
-    rd_kafka_topic_partition_list_add(subscription.get(), t.c_str(),
-                                      RD_KAFKA_PARTITION_UA);
+  for (int p = 0; p < kNumPriorities; ++p) {
+    // A queue is forwarded to only from partitions of its own handle.
+    priority_queues[p].reset(rd_kafka_queue_new(ConsumerFor(p)));
+    rd_kafka_queue_io_event_enable(priority_queues[p].get(), wakeup.write_fd(),
+                                   "1", 1);
   }
-  if (rd_kafka_resp_err_t err =
-          rd_kafka_subscribe(consumer.get(), subscription.get())) {
-    return kafka::ToStatus(err, "subscribing to the job topics");
+
+  for (int c = 0; c < 2; ++c) {
+    kafka::PartitionListPtr subscription(rd_kafka_topic_partition_list_new(2));
+    for (int p = 0; p < kNumPriorities; ++p) {
+      if ((p == 0) != (c == 0)) continue;
+      rd_kafka_topic_partition_list_add(subscription.get(), topics[p].c_str(),
+                                        RD_KAFKA_PARTITION_UA);
+    }
+    if (rd_kafka_resp_err_t err =
+            rd_kafka_subscribe(consumers[c].get(), subscription.get())) {
+      return kafka::ToStatus(err, "subscribing to the job topics");
+    }
   }
   poller = std::thread([this] { PollerLoop(); });
   log::Info("processor ", name, " consuming ", topics[0], ", ", topics[1],
@@ -268,10 +284,10 @@ int Processor::Impl::PriorityOfTopic(std::string_view topic) const {
 // -------------------------------------------------------------- rebalance
 
 void Processor::Impl::RebalanceCallback(
-    rd_kafka_t*, rd_kafka_resp_err_t err,
+    rd_kafka_t* rk, rd_kafka_resp_err_t err,
     rd_kafka_topic_partition_list_t* partitions, void* opaque) noexcept {
   try {
-    static_cast<Impl*>(opaque)->Rebalance(err, partitions);
+    static_cast<Impl*>(opaque)->Rebalance(rk, err, partitions);
   } catch (const std::exception& e) {
     log::Error("rebalance handling failed: ", e.what());
   } catch (...) {
@@ -279,17 +295,27 @@ void Processor::Impl::RebalanceCallback(
   }
 }
 
-void Processor::Impl::Rebalance(rd_kafka_resp_err_t err,
+void Processor::Impl::Rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
                                 rd_kafka_topic_partition_list_t* list) {
+  // Cooperative rebalancing moves only the partitions that change owner, so
+  // a member joining does not take every batch in flight away from the
+  // others (each would be processed again).
+  const bool cooperative =
+      std::string_view(rd_kafka_rebalance_protocol(rk)) == "COOPERATIVE";
   if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-    rd_kafka_assign(consumer.get(), list);
+    if (cooperative) {
+      kafka::ErrorPtr e(rd_kafka_incremental_assign(rk, list));
+      if (e) log::Warning("incremental assign: ", rd_kafka_error_string(e.get()));
+    } else {
+      rd_kafka_assign(rk, list);
+    }
     std::lock_guard<std::mutex> lock(mu);
     for (int i = 0; i < list->cnt; ++i) {
       const auto& tp = list->elems[i];
       const int p = PriorityOfTopic(tp.topic);
       if (p < 0) continue;
       kafka::QueuePtr pq(
-          rd_kafka_queue_get_partition(consumer.get(), tp.topic, tp.partition));
+          rd_kafka_queue_get_partition(rk, tp.topic, tp.partition));
       rd_kafka_queue_forward(pq.get(), priority_queues[p].get());
       assigned.insert({p, tp.partition});
     }
@@ -308,7 +334,7 @@ void Processor::Impl::Rebalance(rd_kafka_resp_err_t err,
       const PartitionKey key{p, tp.partition};
       assigned.erase(key);
       kafka::QueuePtr pq(
-          rd_kafka_queue_get_partition(consumer.get(), tp.topic, tp.partition));
+          rd_kafka_queue_get_partition(rk, tp.topic, tp.partition));
       rd_kafka_queue_forward(pq.get(), nullptr);
       auto it = partitions.find(key);
       if (it == partitions.end()) continue;
@@ -329,8 +355,13 @@ void Processor::Impl::Rebalance(rd_kafka_resp_err_t err,
       partitions.erase(it);
     }
   }
-  rd_kafka_commit(consumer.get(), nullptr, 1);  // Stored offsets, async.
-  rd_kafka_assign(consumer.get(), nullptr);
+  rd_kafka_commit(rk, nullptr, 1);  // Stored offsets, async.
+  if (cooperative) {
+    kafka::ErrorPtr e(rd_kafka_incremental_unassign(rk, list));
+    if (e) log::Warning("incremental unassign: ", rd_kafka_error_string(e.get()));
+  } else {
+    rd_kafka_assign(rk, nullptr);
+  }
   log::Info("processor ", name, " revoked ", list->cnt, " partition(s)");
 }
 
@@ -340,15 +371,17 @@ void Processor::Impl::PollerLoop() {
   while (!stop_poller.load(std::memory_order_acquire)) {
     bool busy = false;
     // Rebalances and consumer errors.
-    while (rd_kafka_message_t* m = rd_kafka_consumer_poll(consumer.get(), 0)) {
-      kafka::MessagePtr msg(m);
-      if (msg->err) {
-        log::Warning("processor ", name, ": ",
-                     rd_kafka_message_errstr(msg.get()));
-      } else {
-        // Only when a partition was not forwarded (should not happen).
-        const int p = PriorityOfTopic(rd_kafka_topic_name(msg->rkt));
-        if (p >= 0) AcceptMessage(p, msg.release());
+    for (auto& consumer : consumers) {
+      while (rd_kafka_message_t* m = rd_kafka_consumer_poll(consumer.get(), 0)) {
+        kafka::MessagePtr msg(m);
+        if (msg->err) {
+          log::Warning("processor ", name, ": ",
+                       rd_kafka_message_errstr(msg.get()));
+        } else {
+          // Only when a partition was not forwarded (should not happen).
+          const int p = PriorityOfTopic(rd_kafka_topic_name(msg->rkt));
+          if (p >= 0) AcceptMessage(p, msg.release());
+        }
       }
     }
     rd_kafka_poll(rt_producer.get(), 0);  // Delivery reports.
@@ -661,7 +694,7 @@ void Processor::Impl::CommitLocked(int p, int32_t partition) {
   kafka::PartitionListPtr list(rd_kafka_topic_partition_list_new(1));
   rd_kafka_topic_partition_list_add(list.get(), topics[p].c_str(), partition)
       ->offset = next_offset;
-  if (rd_kafka_resp_err_t err = rd_kafka_offsets_store(consumer.get(),
+  if (rd_kafka_resp_err_t err = rd_kafka_offsets_store(ConsumerFor(p),
                                                        list.get())) {
     log::Warning("could not store offset ", next_offset, " for ", topics[p],
                  "[", partition, "]: ", rd_kafka_err2str(err));
@@ -738,27 +771,40 @@ absl::Status Processor::Impl::Close(absl::Duration timeout) {
           "uncommitted and will be processed again"));
     }
   }
-  // Leave the group, committing stored offsets, within the bound.
-  if (consumer) {
-    rd_kafka_commit(consumer.get(), nullptr, 1);
-    kafka::QueuePtr close_queue(rd_kafka_queue_new(consumer.get()));
-    kafka::ErrorPtr err(
-        rd_kafka_consumer_close_queue(consumer.get(), close_queue.get()));
-    if (!err) {
-      while (!rd_kafka_consumer_closed(consumer.get()) &&
-             absl::Now() < deadline) {
-        if (rd_kafka_event_t* ev = rd_kafka_queue_poll(close_queue.get(), 50)) {
-          kafka::EventPtr event(ev);
-          if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_REBALANCE) {
-            Rebalance(rd_kafka_event_error(ev),
-                      rd_kafka_event_topic_partition_list(ev));
-          }
+  // Leave the group, committing stored offsets, within the bound. Both
+  // members close at once.
+  std::array<kafka::QueuePtr, 2> close_queues;
+  for (int c = 0; c < 2; ++c) {
+    if (!consumers[c]) continue;
+    rd_kafka_commit(consumers[c].get(), nullptr, 1);
+    close_queues[c].reset(rd_kafka_queue_new(consumers[c].get()));
+    kafka::ErrorPtr err(rd_kafka_consumer_close_queue(consumers[c].get(),
+                                                      close_queues[c].get()));
+    if (err) close_queues[c].reset();
+  }
+  auto closing = [&] {
+    for (int c = 0; c < 2; ++c) {
+      if (close_queues[c] && !rd_kafka_consumer_closed(consumers[c].get())) {
+        return true;
+      }
+    }
+    return false;
+  };
+  while (closing() && absl::Now() < deadline) {
+    for (int c = 0; c < 2; ++c) {
+      if (!close_queues[c]) continue;
+      if (rd_kafka_event_t* ev = rd_kafka_queue_poll(close_queues[c].get(), 25)) {
+        kafka::EventPtr event(ev);
+        if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_REBALANCE) {
+          Rebalance(consumers[c].get(), rd_kafka_event_error(ev),
+                    rd_kafka_event_topic_partition_list(ev));
         }
       }
     }
-    for (auto& q : priority_queues) q.reset();
-    consumer_queue.reset();
   }
+  for (auto& q : close_queues) q.reset();
+  for (auto& q : priority_queues) q.reset();
+  for (auto& q : consumer_queues) q.reset();
   for (kafka::KafkaPtr* p : {&producer, &rt_producer}) {
     if (!*p) continue;
     rd_kafka_purge(p->get(), RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
@@ -766,8 +812,10 @@ absl::Status Processor::Impl::Close(absl::Duration timeout) {
   }
   producer_queue.reset();
   rt_producer_queue.reset();
-  kafka::DestroyWithin(std::move(consumer), RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE,
-                       deadline);
+  for (auto& consumer : consumers) {
+    kafka::DestroyWithin(std::move(consumer),
+                         RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE, deadline);
+  }
   kafka::DestroyWithin(std::move(producer), 0, deadline);
   kafka::DestroyWithin(std::move(rt_producer), 0, deadline);
   {
