@@ -1,5 +1,5 @@
-// Processor: two consumers in the processor's group (realtime; normal and
-// slow), three priority queues,
+// Processor: two consumers (realtime; normal and slow), three priority
+// queues,
 // and a ready list per priority that Next() serves highest first.
 //
 // Threads: one internal poller thread owns the Kafka side. It serves the
@@ -112,8 +112,8 @@ struct Processor::Impl {
   std::array<std::string, kNumPriorities> topics;
   std::string dead_letter_topic;
 
-  // Two members of the processor's group: [0] reads the realtime topic,
-  // [1] normal and slow. Realtime jobs arrive over a connection of their
+  // [0] reads the realtime topic (group "{group}.realtime"), [1] normal and
+  // slow (group "{group}"). Realtime jobs arrive over a connection of their
   // own, never in the same fetches as a slow backlog.
   std::array<kafka::KafkaPtr, 2> consumers;
   kafka::KafkaPtr producer;
@@ -223,7 +223,6 @@ absl::Status Processor::Impl::Init() {
        // after this long, and so does recovery after a broker restart.
        {"session.timeout.ms", "6000"},
        {"heartbeat.interval.ms", "1000"},
-       {"partition.assignment.strategy", "cooperative-sticky"},
        {"fetch.wait.max.ms", "10"},
        {"fetch.error.backoff.ms", "10"},
        {"queued.max.messages.kbytes", std::to_string(config.fetch_queue_kbytes)},
@@ -234,8 +233,16 @@ absl::Status Processor::Impl::Init() {
   rd_kafka_conf_set_rebalance_cb(cconf->get(), &Impl::RebalanceCallback);
   rd_kafka_conf_set_opaque(cconf->get(), this);
   for (int c = 0; c < 2; ++c) {
-    auto handle = kafka::MakeHandle(
-        RD_KAFKA_CONSUMER, kafka::ConfPtr(rd_kafka_conf_dup(cconf->get())));
+    kafka::ConfPtr conf(rd_kafka_conf_dup(cconf->get()));
+    if (c == 0) {
+      // The realtime consumer has a group of its own: in a shared group, two
+      // members per processor double the rebalances at every start and
+      // stop, and each rebalance hands batches in flight to someone else.
+      char err[512];
+      const std::string group = config.GroupIdFor(name) + ".realtime";
+      rd_kafka_conf_set(conf.get(), "group.id", group.c_str(), err, sizeof err);
+    }
+    auto handle = kafka::MakeHandle(RD_KAFKA_CONSUMER, std::move(conf));
     if (!handle.ok()) return handle.status();
     consumers[c] = std::move(*handle);
     rd_kafka_poll_set_consumer(consumers[c].get());
@@ -297,9 +304,9 @@ void Processor::Impl::RebalanceCallback(
 
 void Processor::Impl::Rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
                                 rd_kafka_topic_partition_list_t* list) {
-  // Cooperative rebalancing moves only the partitions that change owner, so
-  // a member joining does not take every batch in flight away from the
-  // others (each would be processed again).
+  // With partition.assignment.strategy=cooperative-sticky (kafka.*), only
+  // the partitions that change owner move. Not the default: librdkafka
+  // 2.0.2 can abort in its sticky assignor when a consumer closes.
   const bool cooperative =
       std::string_view(rd_kafka_rebalance_protocol(rk)) == "COOPERATIVE";
   if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {

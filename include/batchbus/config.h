@@ -84,7 +84,9 @@ struct Config {
   int reply_partition = -1;
 
   // --- Processor ---
-  // Consumer group; default "{namespace}.{processor}".
+  // Consumer group for the normal and slow topics; default
+  // "{namespace}.{processor}". The realtime topic is read in
+  // "<group_id>.realtime".
   std::string group_id;
   // Decoded jobs kept ready per normal/slow priority (bounded prefetch).
   size_t prefetch_jobs = 1000;

@@ -2,8 +2,10 @@
 // their results back to the submitters that asked.
 //
 // A Processor runs inside a worker application named by `processor` (e.g.
-// "payments"). It consumes that application's three job topics in one
-// consumer group, so several processor instances share the partitions, and
+// "payments"). It consumes that application's job topics in its consumer
+// group (the realtime topic through a consumer of its own, in the group
+// "<group>.realtime"), so several processor instances share the partitions,
+// and
 // hands out jobs one by one: whenever a realtime job is available it comes
 // before any normal or slow job (also one that arrives while a slow batch is
 // half handed out), and normal before slow. Low priorities are prefetched
@@ -101,8 +103,8 @@ class Processor {
     uint64_t unknown_group = 0;       // Run() had no handler.
   };
 
-  // Joins the consumer group "{namespace}.{processor}" and subscribes to the
-  // processor's three job topics.
+  // Joins the consumer groups "{namespace}.{processor}" (normal and slow
+  // topics) and "{namespace}.{processor}.realtime" (realtime topic).
   static absl::StatusOr<std::unique_ptr<Processor>> Create(
       Config config, std::string processor);
 
