@@ -516,6 +516,9 @@ Config BaseConfig(const Cluster& cluster, const Options& o) {
   c.For(Priority::kSlow).batch_timeout = absl::Seconds(120);
   c.For(Priority::kRealtime).batch_timeout = absl::Seconds(30);
   c.close_timeout = absl::Seconds(5);
+  // BATCHBUS_* environment variables tune the library as they would in a
+  // service (e.g. BATCHBUS_KAFKA_LINGER_MS=2).
+  if (absl::Status s = c.MergeEnvironment(); !s.ok()) Die(s.ToString());
   return c;
 }
 

@@ -93,14 +93,18 @@ struct Submitter::Impl {
   std::array<int32_t, 2> reply_partitions{};  // [0] realtime, [1] others.
   int reply_streams = 1;
 
-  kafka::KafkaPtr producer;
+  // Producers by kind of batch: [0] realtime, [1] normal and slow. A
+  // realtime batch has a connection of its own, so it never waits behind
+  // megabytes of slow batches that the broker is still taking in.
+  std::array<kafka::KafkaPtr, 2> producers;
   // One consumer per reply partition: realtime results have a connection of
   // their own, so they never queue behind a large fetch of slow results.
   std::array<kafka::KafkaPtr, 2> consumers;
-  kafka::QueuePtr producer_queue;  // Main queue: delivery reports.
+  std::array<kafka::QueuePtr, 2> producer_queues;  // Delivery reports.
   std::array<kafka::TopicPtr, 2> reply_topic_handles;
   std::mutex topics_mu;
-  absl::flat_hash_map<std::string, kafka::TopicPtr> topic_handles
+  // Per producer, as in `producers`.
+  std::array<absl::flat_hash_map<std::string, kafka::TopicPtr>, 2> topic_handles
       ABSL_GUARDED_BY(topics_mu);
   std::array<kafka::QueuePtr, 2> reply_queues;  // Per reply partition.
   WakeupPipe wakeup;
@@ -170,17 +174,22 @@ absl::Status Submitter::Impl::Init() {
   if (!pconf.ok()) return pconf.status();
   rd_kafka_conf_set_dr_msg_cb(pconf->get(), &Impl::DeliveryReport);
   rd_kafka_conf_set_opaque(pconf->get(), this);
+  auto rtp = kafka::MakeHandle(RD_KAFKA_PRODUCER,
+                               kafka::ConfPtr(rd_kafka_conf_dup(pconf->get())));
+  if (!rtp.ok()) return rtp.status();
+  producers[0] = std::move(*rtp);
   auto p = kafka::MakeHandle(RD_KAFKA_PRODUCER, std::move(*pconf));
   if (!p.ok()) return p.status();
-  producer = std::move(*p);
+  producers[1] = std::move(*p);
+  rd_kafka_t* producer = producers[1].get();
 
-  if (auto s = kafka::EnsureTopics(producer.get(), config, {reply_topic},
+  if (auto s = kafka::EnsureTopics(producer, config, {reply_topic},
                                    absl::Seconds(15));
       !s.ok()) {
     return s;
   }
   auto partitions =
-      kafka::PartitionCount(producer.get(), reply_topic, absl::Seconds(10));
+      kafka::PartitionCount(producer, reply_topic, absl::Seconds(10));
   if (!partitions.ok()) return partitions.status();
   if (config.reply_partition >= *partitions) {
     return absl::InvalidArgumentError(StrCat(
@@ -242,9 +251,11 @@ absl::Status Submitter::Impl::Init() {
               r == 0 && reply_streams == 2 ? "realtime " : "", "results from ",
               reply_topic, "[", partition, "] from offset ", high);
   }
-  producer_queue.reset(rd_kafka_queue_get_main(producer.get()));
-  rd_kafka_queue_io_event_enable(producer_queue.get(), wakeup.write_fd(), "1",
-                                 1);
+  for (int k = 0; k < 2; ++k) {
+    producer_queues[k].reset(rd_kafka_queue_get_main(producers[k].get()));
+    rd_kafka_queue_io_event_enable(producer_queues[k].get(), wakeup.write_fd(),
+                                   "1", 1);
+  }
   io_thread = std::thread([this] { IoLoop(); });
   return absl::OkStatus();
 }
@@ -376,12 +387,14 @@ void Submitter::Impl::SealLocked(std::unique_ptr<Batch>& batch,
 // one that is still being retried is not abandoned before its jobs are.
 rd_kafka_topic_t* Submitter::Impl::TopicHandle(const std::string& topic,
                                                Priority priority) {
+  const int k = priority == Priority::kRealtime ? 0 : 1;
+  rd_kafka_t* producer = producers[k].get();
   std::lock_guard<std::mutex> lock(topics_mu);
-  auto it = topic_handles.find(topic);
-  if (it != topic_handles.end()) return it->second.get();
+  auto it = topic_handles[k].find(topic);
+  if (it != topic_handles[k].end()) return it->second.get();
   // Start from the default topic configuration, which carries the user's
   // topic-level kafka.* properties.
-  rd_kafka_topic_conf_t* conf = rd_kafka_default_topic_conf_dup(producer.get());
+  rd_kafka_topic_conf_t* conf = rd_kafka_default_topic_conf_dup(producer);
   if (!config.kafka.count("message.timeout.ms")) {
     char err[256];
     rd_kafka_topic_conf_set(
@@ -390,9 +403,9 @@ rd_kafka_topic_t* Submitter::Impl::TopicHandle(const std::string& topic,
             .c_str(),
         err, sizeof err);
   }
-  kafka::TopicPtr handle(rd_kafka_topic_new(producer.get(), topic.c_str(), conf));
+  kafka::TopicPtr handle(rd_kafka_topic_new(producer, topic.c_str(), conf));
   rd_kafka_topic_t* raw = handle.get();
-  topic_handles.emplace(topic, std::move(handle));
+  topic_handles[k].emplace(topic, std::move(handle));
   return raw;
 }
 
@@ -400,7 +413,8 @@ void Submitter::Impl::Publish(std::vector<InFlightMessage*>& messages) {
   for (InFlightMessage* msg : messages) {
     const std::string& topic = msg->topic;
     rd_kafka_resp_err_t err = rd_kafka_producev(
-        producer.get(), RD_KAFKA_V_RKT(TopicHandle(topic, msg->priority)),
+        producers[msg->priority == Priority::kRealtime ? 0 : 1].get(),
+        RD_KAFKA_V_RKT(TopicHandle(topic, msg->priority)),
         RD_KAFKA_V_VALUE(msg->payload.data(), msg->payload.size()),
         RD_KAFKA_V_OPAQUE(msg), RD_KAFKA_V_END);
     if (err) {
@@ -614,7 +628,7 @@ void Submitter::Impl::IoLoop() {
   std::vector<JobResult> late;
   std::vector<InFlightMessage*> to_publish;
   while (!stop_io.load(std::memory_order_acquire)) {
-    rd_kafka_poll(producer.get(), 0);  // Delivery reports.
+    for (auto& p : producers) rd_kafka_poll(p.get(), 0);  // Delivery reports.
     for (int r = 0; r < reply_streams; ++r) {
       rd_kafka_poll(consumers[r].get(), 0);  // Errors and logs.
     }
@@ -718,13 +732,12 @@ absl::Status Submitter::Impl::Close(absl::Duration timeout) {
   RunCompletions(completions);
 
   // Hand back what librdkafka still holds, within what is left of the bound.
-  if (producer) {
-    rd_kafka_flush(producer.get(),
-                   kafka::ToMillis(std::min(deadline - absl::Now(),
-                                            absl::Seconds(1))));
-    rd_kafka_purge(producer.get(),
-                   RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-    rd_kafka_poll(producer.get(), 0);  // Frees purged messages' opaques.
+  for (auto& p : producers) {
+    if (!p) continue;
+    rd_kafka_flush(p.get(), kafka::ToMillis(std::min(deadline - absl::Now(),
+                                                     absl::Seconds(1))));
+    rd_kafka_purge(p.get(), RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    rd_kafka_poll(p.get(), 0);  // Frees purged messages' opaques.
   }
   for (int r = 0; r < reply_streams; ++r) {
     if (reply_topic_handles[r] && reply_queues[r]) {
@@ -733,16 +746,16 @@ absl::Status Submitter::Impl::Close(absl::Duration timeout) {
   }
   for (auto& q : reply_queues) q.reset();
   for (auto& t : reply_topic_handles) t.reset();
-  producer_queue.reset();
+  for (auto& q : producer_queues) q.reset();
   {
     std::lock_guard<std::mutex> lock(topics_mu);
-    topic_handles.clear();
+    for (auto& handles : topic_handles) handles.clear();
   }
   for (auto& c : consumers) {
     kafka::DestroyWithin(std::move(c), RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE,
                          deadline);
   }
-  kafka::DestroyWithin(std::move(producer), 0, deadline);
+  for (auto& p : producers) kafka::DestroyWithin(std::move(p), 0, deadline);
   if (failed > 0) {
     return absl::DeadlineExceededError(StrCat(
         failed, " job(s) had no result when the submitter closed; they were "
