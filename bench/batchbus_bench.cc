@@ -84,6 +84,7 @@ struct Options {
   bool backlog_set = false;
   size_t inflight_jobs = 1'000'000;
   std::string backlog_mode;  // fill | sustain; default by broker.
+  std::string probe_trace;   // CSV of every probe under backlog.
   size_t probe_interval_us = 1000;
   bool separate_probe_submitter = false;
   int partitions = 4;
@@ -111,6 +112,8 @@ void Usage() {
                        flight while sampling; default on mock://)
   --probe-interval-us I  under backlog, a realtime probe every I us (open
                        loop; a normal one every 5th) (1000)
+  --probe-trace FILE   under backlog, write every probe (send time, round
+                       trip, time to the handler) to FILE as CSV
   --separate-probe-submitter  diagnostic: under backlog, probes come from a
                        second submitter with its own reply partition
   --inflight-jobs M    jobs held in flight to measure memory per job; 0 skips
@@ -157,6 +160,7 @@ Options ParseFlags(int argc, char** argv) {
     else if (name == "--inflight-jobs") o.inflight_jobs = num();
     else if (name == "--backlog-mode") o.backlog_mode = value();
     else if (name == "--probe-interval-us") o.probe_interval_us = num();
+    else if (name == "--probe-trace") o.probe_trace = value();
     else if (name == "--separate-probe-submitter") o.separate_probe_submitter = true;
     else if (name == "--partitions") o.partitions = static_cast<int>(num());
     else if (name == "--quiet") o.quiet = true;
@@ -780,7 +784,8 @@ Samples Sample(Submitter& sub, Priority priority, size_t n,
 // `keep_going()` holds.
 void OpenLoop(Submitter& sub, std::chrono::microseconds interval, size_t max_rt,
               const std::string& data, const std::function<bool()>& keep_going,
-              Samples& rt, Samples& normal, size_t& lost) {
+              Samples& rt, Samples& normal, size_t& lost,
+              const std::string& trace_path) {
   struct Probe {
     Clock::time_point start;
     Clock::time_point end;
@@ -816,6 +821,8 @@ void OpenLoop(Submitter& sub, std::chrono::microseconds interval, size_t max_rt,
     std::this_thread::sleep_until(next);
   }
   const auto deadline = Clock::now() + std::chrono::seconds(120);
+  FILE* trace = trace_path.empty() ? nullptr : std::fopen(trace_path.c_str(), "w");
+  if (trace != nullptr) std::fputs("sent_ms,priority,round_trip_us,to_handler_us\n", trace);
   for (size_t i = 0; i < n; ++i) {
     while (!probes[i].done.load(std::memory_order_acquire)) {
       if (Clock::now() > deadline) Die("a latency probe had no callback in 120 s");
@@ -828,12 +835,23 @@ void OpenLoop(Submitter& sub, std::chrono::microseconds interval, size_t max_rt,
     }
     Samples& out = p.normal ? normal : rt;
     out.total.push_back(Micros(p.end - p.start));
+    if (trace != nullptr) {
+      const double to_handler =
+          p.handed_ns > 0
+              ? Micros(Clock::time_point(Clock::duration(p.handed_ns)) - p.start)
+              : -1.0;
+      std::fprintf(trace, "%.3f,%s,%.0f,%.0f\n",
+                   Micros(p.start - probes[0].start) / 1000.0,
+                   p.normal ? "normal" : "realtime", Micros(p.end - p.start),
+                   to_handler);
+    }
     if (p.handed_ns > 0) {
       const auto handed = Clock::time_point(Clock::duration(p.handed_ns));
       out.inbound.push_back(Micros(handed - p.start));
       out.outbound.push_back(Micros(p.end - handed));
     }
   }
+  if (trace != nullptr) std::fclose(trace);
 }
 
 LatencyResult RunLatency(const Cluster& cluster, const Options& o,
@@ -933,7 +951,7 @@ LatencyResult RunLatency(const Cluster& cluster, const Options& o,
     OpenLoop(probe_submitter ? *probe_submitter : *bus.submitter,
              std::chrono::microseconds(o.probe_interval_us),
              o.rt_samples, data, backlog_left, r.rt_backlog, r.normal_backlog,
-             r.lost);
+             r.lost, o.probe_trace);
     r.backlog_done_during_sampling = slow_done.load() - done0;
     r.backlog_seconds = Seconds(Clock::now() - t0);
     feeding = false;
