@@ -639,8 +639,8 @@ void Submitter::Impl::IoLoop() {
       if (reply_streams == 2) {
         HandleReplies(reply_queues[0].get(), SIZE_MAX, 64, completions, late);
       }
-      // A result message may hold hundreds of results: a few at a time.
-      more = HandleReplies(reply_queues[reply_streams - 1].get(), 4, 4,
+      // A result message may hold hundreds of results: one at a time.
+      more = HandleReplies(reply_queues[reply_streams - 1].get(), 1, 1,
                            completions, late);
       RunCompletions(completions);
     }
