@@ -45,7 +45,7 @@ constexpr Sv kKafkaEnvIgnored[] = {
     "PORT",       "CONTROLLER_PORT", "HOME",          "STATE",
     "FRESH",      "AUTO_CREATE",     "VERSION",       "JAVA_OPTS",
     "LOG_LEVEL",  "PROBE",           "PROPERTIES",    "START_TIMEOUT",
-    "STOP_TIMEOUT", "SCRIPT"};
+    "STOP_TIMEOUT", "SCRIPT",        "HEAP"};
 
 constexpr char kPlaceholderNamespace[] = "{namespace}";
 constexpr char kPlaceholderProcessor[] = "{processor}";

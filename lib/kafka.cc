@@ -155,8 +155,34 @@ absl::StatusOr<std::string> ResolveBootstrap(const Config& config) {
       "': expected mock://[N] or kafka://host:port[,host:port...]"));
 }
 
+namespace {
+
+constexpr std::string_view kProducerScope = "producer.";
+constexpr std::string_view kConsumerScope = "consumer.";
+
+// The property a config.kafka key sets for `role`, or empty when the key is
+// scoped to the other role.
+std::string_view PropertyFor(std::string_view key, Role role) {
+  const std::string_view mine =
+      role == Role::kProducer ? kProducerScope : kConsumerScope;
+  const std::string_view other =
+      role == Role::kProducer ? kConsumerScope : kProducerScope;
+  if (key.substr(0, mine.size()) == mine) return key.substr(mine.size());
+  if (key.substr(0, other.size()) == other) return {};
+  return key;
+}
+
+}  // namespace
+
+bool UserSets(const Config& config, Role role, const std::string& property) {
+  const std::string_view scope =
+      role == Role::kProducer ? kProducerScope : kConsumerScope;
+  return config.kafka.count(property) > 0 ||
+         config.kafka.count(StrCat(scope, property)) > 0;
+}
+
 absl::StatusOr<ConfPtr> MakeConf(
-    const Config& config,
+    const Config& config, Role role,
     const std::vector<std::pair<std::string, std::string>>& defaults) {
   auto bootstrap = ResolveBootstrap(config);
   if (!bootstrap.ok()) return bootstrap.status();
@@ -173,11 +199,19 @@ absl::StatusOr<ConfPtr> MakeConf(
   if (auto s = set("bootstrap.servers", *bootstrap); !s.ok()) return s;
   if (auto s = set("client.id", config.client_id); !s.ok()) return s;
   for (const auto& [k, v] : defaults) {
-    if (config.kafka.count(k)) continue;
+    if (UserSets(config, role, k)) continue;
     if (auto s = set(k, v); !s.ok()) return s;
   }
-  for (const auto& [k, v] : config.kafka) {
-    if (auto s = set(k, v); !s.ok()) return s;
+  // Shared properties first, so that role-scoped ones override them.
+  for (bool scoped : {false, true}) {
+    for (const auto& [k, v] : config.kafka) {
+      const std::string_view property = PropertyFor(k, role);
+      if (property.empty() || (property.size() != k.size()) != scoped) continue;
+      if (auto s = set(std::string(property), v); !s.ok()) {
+        return absl::InvalidArgumentError(
+            StrCat("config key 'kafka.", k, "': ", s.message()));
+      }
+    }
   }
   return conf;
 }

@@ -64,11 +64,20 @@ absl::StatusOr<std::string> ResolveBootstrap(const Config& config);
 void RegisterMockCluster(rd_kafka_mock_cluster_t* cluster);
 void UnregisterMockCluster(rd_kafka_mock_cluster_t* cluster);
 
+// Which kind of client a configuration is for. config.kafka keys that start
+// with "producer." or "consumer." apply to that kind only (prefix removed);
+// the others apply to both.
+enum class Role { kProducer, kConsumer };
+
 // A librdkafka configuration: bootstrap servers and client id from `config`,
-// then `defaults`, then config.kafka (the user's raw properties win).
+// then `defaults`, then the user's properties for `role` from config.kafka
+// (they win over the defaults, and role-scoped ones over shared ones).
 absl::StatusOr<ConfPtr> MakeConf(
-    const Config& config,
+    const Config& config, Role role,
     const std::vector<std::pair<std::string, std::string>>& defaults);
+
+// True when the user set librdkafka property `property` for `role`.
+bool UserSets(const Config& config, Role role, const std::string& property);
 
 // Creates a handle, taking ownership of `conf`.
 absl::StatusOr<KafkaPtr> MakeHandle(rd_kafka_type_t type, ConfPtr conf);

@@ -187,7 +187,8 @@ absl::Status Processor::Impl::Init() {
   dead_letter_topic = config.DeadLetterTopicFor(name);
 
   auto pconf = kafka::MakeConf(
-      config, {{"linger.ms", "0"},
+      config, kafka::Role::kProducer,
+      {{"linger.ms", "0"},
                {"message.max.bytes",
                 std::to_string(std::max<size_t>(config.max_message_bytes + 4096,
                                                 1'000'000))}});
@@ -212,7 +213,7 @@ absl::Status Processor::Impl::Init() {
   }
 
   auto cconf = kafka::MakeConf(
-      config,
+      config, kafka::Role::kConsumer,
       {{"group.id", config.GroupIdFor(name)},
        {"enable.auto.offset.store", "false"},
        {"enable.auto.commit", "true"},

@@ -165,7 +165,7 @@ absl::Status Submitter::Impl::Init() {
   reply_topic = config.ReplyTopic();
 
   auto pconf = kafka::MakeConf(
-      config,
+      config, kafka::Role::kProducer,
       {{"linger.ms", "0"},
        {"message.max.bytes",
         std::to_string(std::max<size_t>(config.max_message_bytes + 4096,
@@ -206,11 +206,12 @@ absl::Status Submitter::Impl::Init() {
 
   // If unread results ever expire (the mock cluster keeps ~5 MiB per
   // partition), resume from the oldest one still there rather than the end.
-  auto cconf = kafka::MakeConf(config, {{"enable.auto.commit", "false"},
-                                        {"auto.offset.reset", "earliest"},
-                                        {"enable.partition.eof", "false"},
-                                        {"fetch.wait.max.ms", "10"},
-                                        {"fetch.error.backoff.ms", "10"}});
+  auto cconf = kafka::MakeConf(config, kafka::Role::kConsumer,
+                               {{"enable.auto.commit", "false"},
+                                {"auto.offset.reset", "earliest"},
+                                {"enable.partition.eof", "false"},
+                                {"fetch.wait.max.ms", "10"},
+                                {"fetch.error.backoff.ms", "10"}});
   if (!cconf.ok()) return cconf.status();
   rd_kafka_conf_t* cconf_template = cconf->get();
   // Start exactly at the current end, resolved now: results for batches we
@@ -395,7 +396,7 @@ rd_kafka_topic_t* Submitter::Impl::TopicHandle(const std::string& topic,
   // Start from the default topic configuration, which carries the user's
   // topic-level kafka.* properties.
   rd_kafka_topic_conf_t* conf = rd_kafka_default_topic_conf_dup(producer);
-  if (!config.kafka.count("message.timeout.ms")) {
+  if (!kafka::UserSets(config, kafka::Role::kProducer, "message.timeout.ms")) {
     char err[256];
     rd_kafka_topic_conf_set(
         conf, "message.timeout.ms",

@@ -57,7 +57,7 @@ TEST_F(BacklogTest, RealtimeJobsOvertakeAMillionSlowJobs) {
   // The job topics exist before anything is produced to them (the broker
   // may not auto-create topics).
   {
-    auto conf = kafka::MakeConf(config_, {});
+    auto conf = kafka::MakeConf(config_, kafka::Role::kProducer, {});
     ASSERT_TRUE(conf.ok()) << conf.status();
     auto admin = kafka::MakeHandle(RD_KAFKA_PRODUCER, std::move(*conf));
     ASSERT_TRUE(admin.ok()) << admin.status();

@@ -92,7 +92,7 @@ class TopicsTest : public ::testing::Test {
 
   // Partitions of `topic` on the test broker; -1 when it does not exist.
   int Partitions(const std::string& topic) {
-    auto conf = kafka::MakeConf(config_, {});
+    auto conf = kafka::MakeConf(config_, kafka::Role::kProducer, {});
     EXPECT_TRUE(conf.ok()) << conf.status();
     if (!conf.ok()) return -2;
     auto rk = kafka::MakeHandle(RD_KAFKA_PRODUCER, std::move(*conf));

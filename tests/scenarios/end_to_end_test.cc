@@ -247,7 +247,7 @@ TEST_F(EndToEndTest, MalformedMessageGoesToDeadLetterTopicAndIsPassed) {
   RunningProcessor processor(config_, "app", {{"echo", Echo()}});
   // Write garbage straight onto the job topic.
   {
-    auto conf = kafka::MakeConf(config_, {});
+    auto conf = kafka::MakeConf(config_, kafka::Role::kProducer, {});
     ASSERT_TRUE(conf.ok());
     auto producer = kafka::MakeHandle(RD_KAFKA_PRODUCER, std::move(*conf));
     ASSERT_TRUE(producer.ok());
@@ -272,8 +272,9 @@ TEST_F(EndToEndTest, MalformedMessageGoesToDeadLetterTopicAndIsPassed) {
   EXPECT_EQ(processor->GetStats().malformed_messages, 1u);
 
   // The dead-letter topic holds the original bytes and the reason.
-  auto conf = kafka::MakeConf(config_, {{"group.id", config_.ns + ".dlq"},
-                                        {"auto.offset.reset", "earliest"}});
+  auto conf = kafka::MakeConf(config_, kafka::Role::kConsumer,
+                              {{"group.id", config_.ns + ".dlq"},
+                               {"auto.offset.reset", "earliest"}});
   ASSERT_TRUE(conf.ok());
   auto consumer = kafka::MakeHandle(RD_KAFKA_CONSUMER, std::move(*conf));
   ASSERT_TRUE(consumer.ok());

@@ -349,6 +349,7 @@ TEST_F(ConfigTest, KafkaPassthroughFromFileAndEnvironment) {
       "kafka.some_under_scored.prop = x\n");
   SetEnv("BATCHBUS_KAFKA_SECURITY_PROTOCOL", "ssl");
   SetEnv("BATCHBUS_KAFKA_SASL_MECHANISMS", "PLAIN");
+  SetEnv("BATCHBUS_KAFKA_PRODUCER_COMPRESSION_CODEC", "lz4");
   // Used by the broker scripts; must not become librdkafka properties.
   SetEnv("BATCHBUS_KAFKA_PORT", "9092");
   SetEnv("BATCHBUS_KAFKA_HOME", "/opt/kafka");
@@ -358,6 +359,7 @@ TEST_F(ConfigTest, KafkaPassthroughFromFileAndEnvironment) {
   SetEnv("BATCHBUS_KAFKA_CONTROLLER_PORT", "9093");
   SetEnv("BATCHBUS_KAFKA_VERSION", "4.1.1");
   SetEnv("BATCHBUS_KAFKA_JAVA_OPTS", "-Xmx1g");
+  SetEnv("BATCHBUS_KAFKA_HEAP", "2g");
   SetEnv("BATCHBUS_KAFKA_LOG_LEVEL", "INFO");
   SetEnv("BATCHBUS_KAFKA_PROBE", "kcat");
   SetEnv("BATCHBUS_KAFKA_PROPERTIES", "a=b");
@@ -372,10 +374,12 @@ TEST_F(ConfigTest, KafkaPassthroughFromFileAndEnvironment) {
   EXPECT_EQ(c->kafka.at("ssl.ca.location"), "/etc/ca.pem");
   EXPECT_EQ(c->kafka.at("sasl.mechanisms"), "PLAIN");
   EXPECT_EQ(c->kafka.at("some_under_scored.prop"), "x");
-  EXPECT_EQ(c->kafka.size(), 4u);
+  // Scoped to producers (see kafka::MakeConf).
+  EXPECT_EQ(c->kafka.at("producer.compression.codec"), "lz4");
+  EXPECT_EQ(c->kafka.size(), 5u);
   for (const char* ignored :
        {"port", "home", "state", "fresh", "auto.create", "controller.port",
-        "version", "java.opts", "log.level", "probe", "properties",
+        "version", "java.opts", "heap", "log.level", "probe", "properties",
         "start.timeout", "stop.timeout"}) {
     EXPECT_EQ(c->kafka.count(ignored), 0u) << ignored;
   }
