@@ -288,6 +288,16 @@ const GlobalKey kGlobalKeys[] = {
                                   ParseBytes(k, v, kMaxSize));
        return absl::OkStatus();
      }},
+    {"realtime_pacing",
+     [](Config& c, Sv k, Sv v) {
+       BATCHBUS_ASSIGN_OR_RETURN_(c.realtime_pacing, ParseBool(k, v));
+       return absl::OkStatus();
+     }},
+    {"realtime_pacing_target_ms",
+     [](Config& c, Sv k, Sv v) {
+       BATCHBUS_ASSIGN_OR_RETURN_(c.realtime_pacing_target, ParseMillis(k, v));
+       return absl::OkStatus();
+     }},
     {"dead_letter_topic",
      [](Config& c, Sv, Sv v) {
        c.dead_letter_topic = std::string(v);
@@ -778,6 +788,11 @@ absl::Status Config::Validate() const {
     return s;
   }
   if (absl::Status s = NotNegative("result_linger_ms", result_linger);
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s =
+          NotNegative("realtime_pacing_target_ms", realtime_pacing_target);
       !s.ok()) {
     return s;
   }

@@ -40,6 +40,7 @@
 #include "json.h"
 #include "kafka.h"
 #include "log.h"
+#include "pacer.h"
 #include "wakeup.h"
 #include "wire.h"
 
@@ -145,6 +146,7 @@ struct Processor::Impl {
   size_t outstanding_answers = 0;  // Handed out, not answered.
   size_t outstanding_messages = 0;  // Produced, no delivery report yet.
   Processor::Stats stats;
+  Pacer pacer{Pacer::Options{}};
   absl::flat_hash_set<std::string> warned_groups;
 
   wire::Decoder decoder;  // Poller thread only.
@@ -181,6 +183,9 @@ struct Processor::Impl {
 
 absl::Status Processor::Impl::Init() {
   if (!wakeup.ok()) return absl::InternalError("could not create a pipe");
+  Pacer::Options pacing;
+  pacing.target = config.realtime_pacing_target;
+  pacer = Pacer(pacing);
   for (Priority p : kAllPriorities) {
     topics[static_cast<int>(p)] = config.TopicFor(name, p);
   }
@@ -450,12 +455,19 @@ void Processor::Impl::AcceptMessage(int p, rd_kafka_message_t* raw) {
     }
     return;
   }
-  if (p == 0 && log::Enabled(log::Level::kDebug)) {
+  // How late a realtime message is: the producer's timestamp to now.
+  absl::Time arrived = absl::InfinitePast();
+  absl::Duration delay;
+  if (p == 0) {
     rd_kafka_timestamp_type_t tstype;
     const int64_t ts = rd_kafka_message_timestamp(msg.get(), &tstype);
-    log::Debug("realtime message ", msg->partition, "@", msg->offset,
-               " reached the poller ",
-               absl::ToUnixMillis(absl::Now()) - ts, " ms after it was produced");
+    if (ts >= 0) {
+      arrived = absl::Now();
+      delay = arrived - absl::FromUnixMillis(ts);
+      log::Debug("realtime message ", msg->partition, "@", msg->offset,
+                 " reached the poller ", absl::ToInt64Milliseconds(delay),
+                 " ms after it was produced");
+    }
   }
   auto batch = std::make_unique<InBatch>();
   batch->priority = p;
@@ -470,6 +482,9 @@ void Processor::Impl::AcceptMessage(int p, rd_kafka_message_t* raw) {
                      "' on a topic of '", name, "'"));
   }
   std::lock_guard<std::mutex> lock(mu);
+  if (config.realtime_pacing && arrived != absl::InfinitePast()) {
+    pacer.OnRealtime(arrived, delay);
+  }
   const PartitionKey key{p, msg->partition};
   if (!assigned.contains(key)) return;  // Revoked while queued.
   if (!decoded.ok()) {
@@ -718,9 +733,16 @@ absl::StatusOr<Task> Processor::Impl::Next(absl::Duration timeout) {
     if (shutdown.load(std::memory_order_acquire)) {
       return absl::CancelledError("processor is shutting down");
     }
+    // Until the next normal or slow job may go, when realtime pacing holds
+    // them back.
+    absl::Duration pace_wait = absl::InfiniteDuration();
     for (int p = 0; p < kNumPriorities; ++p) {
       auto& r = ready[p];
       if (r.empty()) continue;
+      if (p != 0 && pacer.engaged() && !pacer.TryTake(absl::Now(), pace_wait)) {
+        ++stats.paced;
+        break;
+      }
       InBatch* b = r.front();
       Task::State* state = &b->tasks[b->handed++];
       ++b->live;
@@ -740,7 +762,8 @@ absl::StatusOr<Task> Processor::Impl::Next(absl::Duration timeout) {
     // Wake at least every 50 ms to notice a Shutdown() from a signal
     // handler, which cannot notify a condition variable.
     ready_cv.wait_for(lock, absl::ToChronoNanoseconds(std::min(
-                                deadline - now, absl::Milliseconds(50))));
+                                {deadline - now, absl::Milliseconds(50),
+                                 pace_wait})));
   }
 }
 

@@ -96,6 +96,13 @@ struct Config {
   // when a result message reaches result_max_bytes, or after result_linger.
   absl::Duration result_linger = absl::Milliseconds(2);
   size_t result_max_bytes = 512 * 1024;
+  // Realtime pacing: while realtime jobs reach the processor more than
+  // realtime_pacing_target later than the quickest recent one, normal and
+  // slow jobs are handed out more slowly (down to 1,000 jobs/s), so that the
+  // backlog's traffic does not crowd out realtime jobs. It stops one second
+  // after the last realtime job. See docs/design.md, "Realtime pacing".
+  bool realtime_pacing = true;
+  absl::Duration realtime_pacing_target = absl::Milliseconds(2);
   // Malformed job messages go here; default "{namespace}.{processor}.dead".
   std::string dead_letter_topic;
 

@@ -101,6 +101,9 @@ class Processor {
     uint64_t malformed_messages = 0;  // Sent to the dead letter topic.
     uint64_t result_messages = 0;     // Acknowledged by the broker.
     uint64_t unknown_group = 0;       // Run() had no handler.
+    // Times Next() held a normal or slow job back for realtime pacing
+    // (Config::realtime_pacing).
+    uint64_t paced = 0;
   };
 
   // Joins the consumer groups "{namespace}.{processor}" (normal and slow

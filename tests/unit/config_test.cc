@@ -129,6 +129,8 @@ TEST_F(ConfigTest, SetEveryKey) {
       {"fetch_queue_kbytes", "64"},
       {"result_linger_ms", "0"},
       {"result_max_bytes", "64k"},
+      {"realtime_pacing", "false"},
+      {"realtime_pacing_target_ms", "5"},
       {"dead_letter_topic", "{namespace}.dlq"},
       {"create_topics", "no"},
       {"topic_partitions", "8"},
@@ -157,6 +159,8 @@ TEST_F(ConfigTest, SetEveryKey) {
   EXPECT_EQ(c.reply_partition, 3);
   EXPECT_EQ(c.prefetch_jobs, 12u);
   EXPECT_EQ(c.fetch_queue_kbytes, 64u);
+  EXPECT_FALSE(c.realtime_pacing);
+  EXPECT_EQ(c.realtime_pacing_target, absl::Milliseconds(5));
   EXPECT_EQ(c.result_linger, absl::ZeroDuration());
   EXPECT_EQ(c.result_max_bytes, 64u * 1024);
   EXPECT_FALSE(c.create_topics);
