@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "support/test_cluster.h"
+#include "wire.h"
 
 namespace batchbus::testing {
 namespace {
@@ -92,6 +93,139 @@ TEST_F(EndToEndTest, RealtimeJobOvertakesHalfConsumedSlowBatch) {
 
   TakeJobs(**processor, 490, absl::Seconds(30));
   ASSERT_TRUE(results.WaitFor(501, absl::Seconds(30)));
+  EXPECT_TRUE((*processor)->Close(absl::Seconds(5)).ok());
+}
+
+// Realtime batch messages written by hand, stamped `late` before now, so the
+// processor sees realtime jobs arriving that much later than they were sent.
+class LateRealtimeWriter {
+ public:
+  explicit LateRealtimeWriter(const Config& config) : config_(config) {
+    auto conf = kafka::MakeConf(config, kafka::Role::kProducer, {});
+    EXPECT_TRUE(conf.ok()) << conf.status();
+    auto producer = kafka::MakeHandle(RD_KAFKA_PRODUCER, std::move(*conf));
+    EXPECT_TRUE(producer.ok()) << producer.status();
+    producer_ = std::move(*producer);
+  }
+  ~LateRealtimeWriter() { rd_kafka_flush(producer_.get(), 5000); }
+
+  void Send(absl::Duration late) {
+    const std::string topic = config_.TopicFor("app", Priority::kRealtime);
+    const std::string reply = config_.ReplyTopic();
+    wire::BatchWriter writer;
+    writer.Begin({instance_, ++seq_, reply, 0, "app", Priority::kRealtime});
+    writer.AddJob(JobId::Random(), "probe", "1");
+    const std::string payload = writer.Finish();
+    const int64_t stamp = absl::ToUnixMillis(absl::Now() - late);
+    ASSERT_EQ(rd_kafka_producev(
+                  producer_.get(), RD_KAFKA_V_TOPIC(topic.c_str()),
+                  RD_KAFKA_V_VALUE(const_cast<char*>(payload.data()), payload.size()),
+                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                  RD_KAFKA_V_TIMESTAMP(stamp), RD_KAFKA_V_END),
+              RD_KAFKA_RESP_ERR_NO_ERROR);
+    rd_kafka_poll(producer_.get(), 0);
+  }
+
+ private:
+  Config config_;
+  kafka::KafkaPtr producer_;
+  std::string instance_ = JobId::Random().ToString();
+  uint64_t seq_ = 0;
+};
+
+// Sends two realtime jobs on time, 30 stamped `late` before now, 10 ms
+// apart, and then
+// 3000 slow jobs, taking jobs all along. Returns how many slow jobs were
+// handed out in the 400 ms after the last realtime job; all of them are
+// taken and answered before it returns.
+size_t SlowJobsRightAfterRealtime(Processor& processor, Submitter& submitter,
+                                  LateRealtimeWriter& writer,
+                                  absl::Duration late) {
+  int realtime = 0;
+  size_t slow = 0;
+  auto take = [&](absl::Time until) {
+    while (absl::Now() < until) {
+      auto task = processor.Next(absl::Milliseconds(5));
+      if (!task.ok()) continue;
+      if (task->priority() == Priority::kRealtime) {
+        ++realtime;
+      } else {
+        ++slow;
+      }
+      EXPECT_TRUE(task->Complete(task->data()).ok());
+    }
+  };
+  // On-time realtime jobs set the base delay. The first may wait for the
+  // processor to join its group, so a second one follows once it is in.
+  for (int expected = 1; expected <= 2; ++expected) {
+    writer.Send(absl::ZeroDuration());
+    EXPECT_TRUE(Eventually(
+        [&] {
+          take(absl::Now() + absl::Milliseconds(10));
+          return realtime == expected;
+        },
+        absl::Seconds(30)));
+  }
+  for (int i = 0; i < 30; ++i) {
+    writer.Send(late);
+    take(absl::Now() + absl::Milliseconds(10));
+  }
+  EXPECT_TRUE(Eventually(
+      [&] {
+        take(absl::Now() + absl::Milliseconds(5));
+        return realtime == 32;
+      },
+      absl::Seconds(10)));
+  Collector results;
+  constexpr size_t kSlow = 3000;
+  for (size_t i = 0; i < kSlow; ++i) {
+    Job job = MakeJob("app", Priority::kSlow);
+    EXPECT_TRUE(submitter.Submit(job, results.Callback()).ok());
+  }
+  submitter.Flush();
+  take(absl::Now() + absl::Milliseconds(400));
+  const size_t right_after = slow;
+  EXPECT_TRUE(Eventually(
+      [&] {
+        take(absl::Now() + absl::Milliseconds(50));
+        return slow == kSlow;
+      },
+      absl::Seconds(30)));
+  EXPECT_TRUE(results.WaitFor(kSlow, absl::Seconds(30)));
+  EXPECT_EQ(results.Count(JobStatus::kProcessedOk), kSlow);
+  return right_after;
+}
+
+// While realtime jobs arrive late, slow jobs go out slowly; nothing is lost,
+// and once realtime traffic stops the backlog runs free again.
+TEST_F(EndToEndTest, LateRealtimeJobsPaceTheSlowBacklog) {
+  config_.prefetch_jobs = 5000;
+  config_.For(Priority::kSlow).max_jobs = 1000;
+  auto processor = Processor::Create(config_, "app");
+  ASSERT_TRUE(processor.ok()) << processor.status();
+  auto submitter = NewSubmitter();
+  LateRealtimeWriter writer(config_);
+  const size_t slow = SlowJobsRightAfterRealtime(**processor, *submitter,
+                                                 writer, absl::Milliseconds(100));
+  const uint64_t paced = (*processor)->GetStats().paced;
+  EXPECT_GT(paced, 0u);
+  // Paced down to about 1,000 jobs/s: a few hundred in 400 ms, where at
+  // full speed the 3000 ready jobs go in a few milliseconds.
+  EXPECT_LT(slow, 2000u) << "paced " << paced;
+  EXPECT_TRUE((*processor)->Close(absl::Seconds(5)).ok());
+}
+
+TEST_F(EndToEndTest, WithoutPacingLateRealtimeJobsDoNotHoldSlowJobsBack) {
+  config_.prefetch_jobs = 5000;
+  config_.For(Priority::kSlow).max_jobs = 1000;
+  config_.realtime_pacing = false;
+  auto processor = Processor::Create(config_, "app");
+  ASSERT_TRUE(processor.ok()) << processor.status();
+  auto submitter = NewSubmitter();
+  LateRealtimeWriter writer(config_);
+  SlowJobsRightAfterRealtime(**processor, *submitter, writer,
+                             absl::Milliseconds(100));
+  EXPECT_EQ((*processor)->GetStats().paced, 0u);
   EXPECT_TRUE((*processor)->Close(absl::Seconds(5)).ok());
 }
 
