@@ -206,7 +206,8 @@ absl::StatusOr<ConfPtr> MakeConf(
   for (bool scoped : {false, true}) {
     for (const auto& [k, v] : config.kafka) {
       const std::string_view property = PropertyFor(k, role);
-      if (property.empty() || (property.size() != k.size()) != scoped) continue;
+      const bool is_scoped = property.size() != k.size();
+      if (property.empty() || is_scoped != scoped) continue;
       if (auto s = set(std::string(property), v); !s.ok()) {
         return absl::InvalidArgumentError(
             StrCat("config key 'kafka.", k, "': ", s.message()));

@@ -16,6 +16,11 @@
 // queued.max.messages.kbytes) and a realtime job never waits behind jobs that
 // were decoded before it arrived.
 //
+// Realtime pacing: while realtime messages arrive late (Kafka timestamp to
+// arrival, against its recent minimum), Next() hands out normal and slow jobs
+// through a token bucket whose rate lib/pacer.h adapts, so that the
+// backlog's traffic stops crowding realtime jobs out upstream.
+//
 // Offsets: a batch is done when all its jobs' results were acknowledged by
 // the broker (or, for a malformed message, when its dead-letter copy was).
 // Per partition, the offset after the longest done prefix is stored and
@@ -194,9 +199,9 @@ absl::Status Processor::Impl::Init() {
   auto pconf = kafka::MakeConf(
       config, kafka::Role::kProducer,
       {{"linger.ms", "0"},
-               {"message.max.bytes",
-                std::to_string(std::max<size_t>(config.max_message_bytes + 4096,
-                                                1'000'000))}});
+       {"message.max.bytes",
+        std::to_string(std::max<size_t>(config.max_message_bytes + 4096,
+                                        1'000'000))}});
   if (!pconf.ok()) return pconf.status();
   rd_kafka_conf_set_dr_msg_cb(pconf->get(), &Impl::DeliveryReport);
   rd_kafka_conf_set_opaque(pconf->get(), this);
