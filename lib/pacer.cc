@@ -7,6 +7,8 @@ namespace {
 
 constexpr absl::Duration kWindow = absl::Seconds(10);
 constexpr absl::Duration kCutInterval = absl::Milliseconds(10);
+// A cut divides the rate by excess / target, between 2 and this.
+constexpr double kMaxCut = 16;
 // Growth: up to +50% per 100 ms of good samples.
 constexpr absl::Duration kRaiseSpan = absl::Milliseconds(100);
 constexpr double kRaisePerSpan = 0.5;
@@ -34,7 +36,11 @@ void Pacer::OnRealtime(absl::Time now, absl::Duration delay) {
 
   if (excess > options_.target) {
     if (now - last_cut_ >= kCutInterval) {
-      rate_ = std::max(rate_ / 2, options_.min_rate);
+      // The later the message, the deeper the cut: a backlog that just
+      // started at full speed is brought down in a few steps, not ten.
+      const double factor = std::clamp(
+          absl::FDivDuration(excess, options_.target), 2.0, kMaxCut);
+      rate_ = std::max(rate_ / factor, options_.min_rate);
       last_cut_ = now;
     }
     last_raise_ = now;

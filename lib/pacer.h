@@ -13,8 +13,9 @@
 //   its arrival. Clocks of two hosts differ by a constant, so the pacer
 //   compares each delay with the smallest one seen in the last 10-20 s (the
 //   "base"); only the excess counts as queueing.
-// - Excess above `target`: the low-priority rate is halved (at most once per
-//   10 ms, never below `min_rate`).
+// - Excess above `target`: the low-priority rate is divided by
+//   excess / target, by 2 at least and 16 at most (at most once per 10 ms,
+//   never below `min_rate`).
 // - Excess within `target`: the rate grows by up to 50% per 100 ms.
 // - No realtime message for `hold`: pacing stops; low priorities run free.
 //
