@@ -20,6 +20,7 @@
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
+#include "names.h"
 
 extern char** environ;
 
@@ -384,20 +385,6 @@ absl::Status WithContext(const absl::Status& status, Sv context) {
                       absl::StrCat(context, ": ", status.message()));
 }
 
-// Kafka topic names: 1..249 of [A-Za-z0-9._-], not "." or "..".
-bool IsValidTopicName(Sv name) {
-  if (name.empty() || name.size() > 249 || name == "." || name == "..") {
-    return false;
-  }
-  for (char c : name) {
-    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '.' &&
-        c != '_' && c != '-') {
-      return false;
-    }
-  }
-  return true;
-}
-
 std::string Substitute(Sv tmpl, Sv ns, Sv processor) {
   return absl::StrReplaceAll(
       tmpl, {{kPlaceholderNamespace, ns}, {kPlaceholderProcessor, processor}});
@@ -408,7 +395,7 @@ constexpr char kSampleProcessor[] = "processor";
 
 // `placeholders` lists what `key` substitutes, for the error message.
 absl::Status CheckTopicTemplate(Sv key, Sv tmpl, Sv resolved, Sv placeholders) {
-  if (IsValidTopicName(resolved)) return absl::OkStatus();
+  if (IsValidTopicName(ToStd(resolved))) return absl::OkStatus();
   return absl::InvalidArgumentError(absl::StrCat(
       "config key '", key, "': template '", tmpl, "' gives topic '", resolved,
       "', which is not a valid Kafka topic name (1 to 249 characters from "

@@ -28,6 +28,7 @@
 #include "simdjson.h"
 #include "kafka.h"
 #include "log.h"
+#include "names.h"
 #include "wakeup.h"
 #include "wire.h"
 
@@ -36,16 +37,6 @@ namespace {
 
 constexpr size_t kMaxNameBytes = 200;
 constexpr size_t kMaxGroupBytes = 1024;
-
-bool ValidTopicChars(std::string_view s) {
-  for (char c : s) {
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-          (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-')) {
-      return false;
-    }
-  }
-  return true;
-}
 
 // One job waiting for its result.
 struct Slot {
@@ -265,7 +256,7 @@ absl::Status Submitter::Impl::Init() {
 
 absl::Status Submitter::Impl::Submit(Job& job, Callback done) {
   if (job.processor.empty() || job.processor.size() > kMaxNameBytes ||
-      !ValidTopicChars(job.processor)) {
+      !HasOnlyTopicChars(job.processor)) {
     return absl::InvalidArgumentError(StrCat(
         "job processor name '", job.processor,
         "' must be 1-200 characters of [A-Za-z0-9._-] (it names a topic)"));
