@@ -88,6 +88,8 @@ struct Options {
   size_t probe_interval_us = 1000;
   bool separate_probe_submitter = false;
   int partitions = 4;
+  std::string data = "payments";  // payments | filler
+  std::string codec = "none";     // compression.codec of raw and batchbus
   bool quiet = false;
 };
 
@@ -119,6 +121,11 @@ void Usage() {
   --inflight-jobs M    jobs held in flight to measure memory per job; 0 skips
                        (1000000)
   --partitions P       partitions of the raw topic and batchbus' topics (4)
+  --data D             payments (seeded, varied JSON shaped like the payments
+                       example: ids, amounts, currencies, timestamps, a nested
+                       customer) or filler (one repeated character) (payments)
+  --codec C            compression.codec of the raw producer and of batchbus'
+                       producers: none | lz4 | zstd | snappy | gzip (none)
   --quiet              only the summary
 )");
 }
@@ -163,6 +170,8 @@ Options ParseFlags(int argc, char** argv) {
     else if (name == "--probe-trace") o.probe_trace = value();
     else if (name == "--separate-probe-submitter") o.separate_probe_submitter = true;
     else if (name == "--partitions") o.partitions = static_cast<int>(num());
+    else if (name == "--data") o.data = value();
+    else if (name == "--codec") o.codec = value();
     else if (name == "--quiet") o.quiet = true;
     else if (name == "--help" || name == "-h") { Usage(); std::exit(0); }
     else { Usage(); Die("unknown flag " + a); }
@@ -174,13 +183,75 @@ Options ParseFlags(int argc, char** argv) {
   if (o.jobs == 0 || o.batch_max == 0 || o.threads < 1 || o.workers < 1) {
     Die("--jobs, --batch-max, --threads and --workers must be positive");
   }
+  if (o.data != "payments" && o.data != "filler") {
+    Die("--data must be payments or filler");
+  }
+  if (o.codec != "none" && o.codec != "lz4" && o.codec != "zstd" &&
+      o.codec != "snappy" && o.codec != "gzip") {
+    Die("--codec must be none, lz4, zstd, snappy or gzip");
+  }
   return o;
 }
 
 // A JSON object of exactly `bytes` bytes (bytes >= 8).
-std::string MakeData(size_t bytes) {
+std::string MakeFiller(size_t bytes) {
   if (bytes < 8) return "1";
   return "{\"d\":\"" + std::string(bytes - 8, 'x') + "\"}";
+}
+
+// splitmix64: a seeded, portable sequence, so every run sends the same data.
+uint64_t NextRandom(uint64_t& state) {
+  uint64_t z = (state += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+// A payment like examples/payments sends, padded with a note to about
+// `bytes` bytes: varied ids, amounts, currencies and times, a nested customer.
+std::string MakePayment(size_t bytes, uint64_t& rng) {
+  static constexpr const char* kCurrencies[] = {"EUR", "USD", "GBP", "CHF",
+                                                "JPY", "SEK", "PLN", "CAD"};
+  static constexpr const char* kCountries[] = {"DE", "US", "GB", "CH", "JP",
+                                               "SE", "PL", "CA", "FR", "NL"};
+  static constexpr const char* kMethods[] = {"card", "sepa", "wallet", "ach"};
+  char head[512];
+  const uint64_t r1 = NextRandom(rng), r2 = NextRandom(rng);
+  const uint64_t r3 = NextRandom(rng);
+  const int n = std::snprintf(
+      head, sizeof head,
+      "{\"payment_id\":\"pay_%016" PRIx64 "\",\"amount_cents\":%" PRIu64
+      ",\"currency\":\"%s\",\"method\":\"%s\",\"created_at\":"
+      "\"2026-%02d-%02dT%02d:%02d:%02d.%03dZ\",\"customer\":{\"id\":"
+      "\"cus_%08" PRIx64 "\",\"country\":\"%s\",\"tier\":%d},\"note\":\"",
+      r1, r2 % 500000 + 50, kCurrencies[r3 % 8], kMethods[(r3 >> 8) % 4],
+      static_cast<int>((r3 >> 12) % 12 + 1), static_cast<int>((r3 >> 16) % 28 + 1),
+      static_cast<int>((r3 >> 21) % 24), static_cast<int>((r3 >> 26) % 60),
+      static_cast<int>((r3 >> 32) % 60), static_cast<int>((r3 >> 38) % 1000),
+      r2 >> 32, kCountries[(r3 >> 48) % 10], static_cast<int>((r3 >> 56) % 4));
+  std::string out(head, static_cast<size_t>(n));
+  static constexpr char kWords[] =
+      "order invoice refund gift card renewal subscription basket express "
+      "shipping monthly annual store online terminal ";
+  while (out.size() + 2 < bytes) {
+    const uint64_t w = NextRandom(rng) % (sizeof kWords - 1);
+    out.push_back(kWords[w] == ' ' ? ' ' : kWords[w]);
+  }
+  out += "\"}";
+  return out;
+}
+
+// The job data a run sends: `count` payloads of about `bytes` bytes each,
+// used round-robin (one repeated string for filler).
+std::vector<std::string> MakeData(const Options& o, size_t count = 512) {
+  std::vector<std::string> out;
+  if (o.data == "filler") {
+    out.push_back(MakeFiller(o.job_bytes));
+    return out;
+  }
+  uint64_t rng = 20261202;
+  for (size_t i = 0; i < count; ++i) out.push_back(MakePayment(o.job_bytes, rng));
+  return out;
 }
 
 std::string RandomSuffix() { return JobId::Random().ToString().substr(0, 8); }
@@ -360,7 +431,7 @@ std::vector<std::string> BusTopics(const Config& c, const std::string& processor
 // One producer and one consumer (its own thread, reading every partition of
 // a fresh topic) at once. Settings match batchbus' own producer where it
 // matters for fairness: acks=all (librdkafka's default, which batchbus
-// keeps), no compression; linger.ms=5 and large batches let librdkafka batch.
+// keeps), the same compression.codec (--codec); linger.ms=5 and large batches let librdkafka batch.
 RawResult RunRaw(const Cluster& cluster, const Options& o, size_t window) {
   Config config;  // Only for the library's topic helper.
   config.brokers = cluster.url();
@@ -372,7 +443,7 @@ RawResult RunRaw(const Cluster& cluster, const Options& o, size_t window) {
   SetOrDie(pconf, "linger.ms", "5");
   SetOrDie(pconf, "batch.num.messages", "100000");
   SetOrDie(pconf, "batch.size", "1000000");
-  SetOrDie(pconf, "compression.codec", "none");
+  SetOrDie(pconf, "compression.codec", o.codec);
   SetOrDie(pconf, "queue.buffering.max.messages", "1000000");
   SetOrDie(pconf, "log_level", "3");
   rd_kafka_conf_set_dr_msg_cb(pconf, &RawDelivery);
@@ -431,7 +502,7 @@ RawResult RunRaw(const Cluster& cluster, const Options& o, size_t window) {
     }
   });
 
-  const std::string payload(o.job_bytes, 'x');
+  const std::vector<std::string> pool = MakeData(o);
   kafka::TopicPtr ptopic(rd_kafka_topic_new(producer.get(), topic.c_str(), nullptr));
   Clock::time_point t0;
   rusage r0{};
@@ -443,6 +514,7 @@ RawResult RunRaw(const Cluster& cluster, const Options& o, size_t window) {
         window_cv.wait_for(lock, std::chrono::milliseconds(1));
       }
     }
+    const std::string& payload = pool[i % pool.size()];
     while (rd_kafka_produce(ptopic.get(), RD_KAFKA_PARTITION_UA, 0,
                             const_cast<char*>(payload.data()), payload.size(),
                             nullptr, 0, nullptr) != 0) {
@@ -554,6 +626,7 @@ Config BaseConfig(const Cluster& cluster, const Options& o) {
   c.For(Priority::kSlow).batch_timeout = absl::Seconds(120);
   c.For(Priority::kRealtime).batch_timeout = absl::Seconds(30);
   c.close_timeout = absl::Seconds(5);
+  c.kafka["producer.compression.codec"] = o.codec;
   // BATCHBUS_* environment variables tune the library as they would in a
   // service (e.g. BATCHBUS_KAFKA_LINGER_MS=2).
   if (absl::Status s = c.MergeEnvironment(); !s.ok()) Die(s.ToString());
@@ -646,8 +719,8 @@ ThroughputResult RunThroughput(const Cluster& cluster, const Options& o,
   bus.config.max_inflight_bytes = 8ull << 30;
   bus.config.submit_wait = absl::Seconds(60);
   StartBus(bus, o.workers);
-  const std::string data = MakeData(o.job_bytes);
-  WarmUp(bus, data);
+  const std::vector<std::string> pool = MakeData(o);
+  WarmUp(bus, pool[0]);
 
   Ledger ledger(o.jobs);
   std::atomic<int64_t> last_ns{0};
@@ -669,9 +742,9 @@ ThroughputResult RunThroughput(const Cluster& cluster, const Options& o,
       job.processor = kProcessor;
       job.group = "echo";
       job.priority = Priority::kNormal;
-      job.data = data;
       for (size_t i = t; i < o.jobs; i += o.threads) {
         job.id = JobId();
+        job.data.assign(pool[i % pool.size()]);  // Within its capacity.
         // Two words of capture: std::function stores it without allocating.
         Tally* tally = &tally_storage;
         absl::Status s = bus.submitter->Submit(job, [tally, i](const JobResult& r) {
@@ -907,7 +980,7 @@ LatencyResult RunLatency(const Cluster& cluster, const Options& o,
   bus.config.max_inflight_bytes = 8ull << 30;
   bus.config.submit_wait = absl::Seconds(60);
   StartBus(bus, o.workers);
-  const std::string data = MakeData(o.job_bytes);
+  const std::string data = MakeData(o)[0];
   WarmUp(bus, data);
 
   if (idle) {
@@ -1038,7 +1111,7 @@ InflightResult MeasureInflight(const Options& o) {
       c.For(Priority::kNormal).max_linger = absl::Milliseconds(5);
       auto sub = Submitter::Create(c);
       if (!sub.ok()) Die("inflight Submitter::Create: " + sub.status().ToString());
-      const std::string data = MakeData(o.job_bytes);
+      const std::string data = MakeData(o)[0];
       Job job;
       job.processor = "bench-nobody";
       job.group = "echo";
@@ -1193,9 +1266,10 @@ int Main(int argc, char** argv) {
 
   // Human-readable summary.
   std::printf("batchbus-bench  broker=%s  scenario=%s  jobs=%zu  job_bytes=%zu  "
-              "batch_max=%zu  threads=%d  window=%zu\n",
+              "batch_max=%zu  threads=%d  window=%zu  data=%s  codec=%s\n",
               mock ? "mock" : o.broker.c_str(), o.scenario.c_str(), o.jobs,
-              o.job_bytes, o.batch_max, o.threads, window);
+              o.job_bytes, o.batch_max, o.threads, window, o.data.c_str(),
+              o.codec.c_str());
   if (raw) {
     std::printf("  raw librdkafka     %12.0f msgs/s   (%.3f s, %.2f us CPU/msg, %zu delivery errors)\n",
                 raw->msgs_per_s, raw->seconds, raw->cpu_us_per_msg, raw->delivery_errors);
@@ -1204,6 +1278,9 @@ int Main(int argc, char** argv) {
     std::printf("  batchbus round trip%12.0f jobs/s   (%.3f s)  ratio %.2f\n",
                 tp->jobs_per_s, tp->seconds, ratio);
     std::printf("  CPU per job        %12.2f us (whole process)", tp->cpu_us_per_job);
+    if (raw && raw->cpu_us_per_msg > 0) {
+      std::printf(", %.2fx the raw CPU per message", tp->cpu_us_per_job / raw->cpu_us_per_msg);
+    }
     if (tp->cpu_us_per_job_excl_mock >= 0) {
       std::printf(", %.2f us without the mock broker's thread", tp->cpu_us_per_job_excl_mock);
     }
@@ -1251,6 +1328,8 @@ int Main(int argc, char** argv) {
     j.Str("broker", mock ? "mock" : o.broker);
     j.Int("jobs", o.jobs);
     j.Int("job_bytes", o.job_bytes);
+    j.Str("data", o.data);
+    j.Str("codec", o.codec);
     j.Int("batch_max", o.batch_max);
     j.Int("threads", static_cast<uint64_t>(o.threads));
     j.Int("window", window);
@@ -1287,6 +1366,10 @@ int Main(int argc, char** argv) {
     j.Dbl("cpu_us_per_job_excl_mock",
           opt(tp && tp->cpu_us_per_job_excl_mock >= 0, tp ? tp->cpu_us_per_job_excl_mock : 0), 3);
     j.Dbl("raw_cpu_us_per_msg", opt(raw.has_value(), raw ? raw->cpu_us_per_msg : 0), 3);
+    j.Dbl("cpu_ratio_to_raw",
+          opt(tp && raw && raw->cpu_us_per_msg > 0,
+              tp && raw && raw->cpu_us_per_msg > 0 ? tp->cpu_us_per_job / raw->cpu_us_per_msg : 0),
+          3);
     j.Dbl("rss_mb", opt(tp.has_value(), tp ? tp->rss_mb : 0), 1);
     j.Dbl("bytes_per_inflight_job",
           opt(inflight.has_value(),
