@@ -831,6 +831,7 @@ struct LatencyResult {
   size_t lost = 0;
   uint64_t late_results = 0;
   double backlog_seconds = 0;
+  double free_drain_jobs_per_s = 0;  // The same backlog, no probes.
 };
 
 // Sequential single-job round trips: submit, wait for the callback. The
@@ -1040,6 +1041,27 @@ LatencyResult RunLatency(const Cluster& cluster, const Options& o,
         last = now_sent;
       }
       bus.paused = false;
+    }
+    // The backlog's own drain rate, before any probe: skip its first 5%
+    // (consumer start), then time the next 20% (sustain: one second), all
+    // bounded in time.
+    {
+      auto wait_done = [&](size_t from, size_t jobs, std::chrono::milliseconds at_most) {
+        const auto until = Clock::now() + at_most;
+        while (slow_done.load() - from < jobs && Clock::now() < until) {
+          std::this_thread::sleep_for(std::chrono::microseconds(500));
+        }
+      };
+      wait_done(slow_done.load(), target / 20, std::chrono::seconds(30));
+      const Clock::time_point f0 = Clock::now();
+      const size_t fd0 = slow_done.load();
+      if (sustain) {
+        wait_done(fd0, SIZE_MAX, std::chrono::seconds(1));
+      } else {
+        wait_done(fd0, target / 5, std::chrono::seconds(60));
+      }
+      const double secs = Seconds(Clock::now() - f0);
+      if (secs > 0) r.free_drain_jobs_per_s = (slow_done.load() - fd0) / secs;
     }
     const Clock::time_point t0 = Clock::now();
     const size_t done0 = slow_done.load();
@@ -1319,6 +1341,12 @@ int Main(int argc, char** argv) {
                 lat->backlog_mode.c_str(), lat->backlog_target,
                 lat->backlog_done_during_sampling, lat->backlog_seconds,
                 lat->backlog_jobs_total);
+    if (lat->backlog_seconds > 0 && lat->free_drain_jobs_per_s > 0) {
+      const double drain = lat->backlog_done_during_sampling / lat->backlog_seconds;
+      std::printf("  backlog drain      %.0f jobs/s while probes flow, %.0f jobs/s "
+                  "with none (%.2f)\n",
+                  drain, lat->free_drain_jobs_per_s, drain / lat->free_drain_jobs_per_s);
+    }
   }
   std::printf("  lost %zu  duplicates %" PRIu64 "\n", lost, duplicates);
 
@@ -1339,6 +1367,7 @@ int Main(int argc, char** argv) {
     j.Dbl("ratio", opt(tp && raw, ratio), 3);
     j.Dbl("rt_p50_us", opt(have_idle, rt_idle.p50), 0);
     j.Dbl("rt_p99_us", opt(have_idle, rt_idle.p99), 0);
+    j.Dbl("rt_idle_p99_us", opt(have_idle, rt_idle.p99), 0);
     j.Dbl("rt_max_us", opt(have_idle, rt_idle.max), 0);
     j.Dbl("rt_backlog_p50_us", opt(have_bl, rt_bl.p50), 0);
     j.Dbl("rt_backlog_p99_us", opt(have_bl, rt_bl.p99), 0);
@@ -1361,6 +1390,9 @@ int Main(int argc, char** argv) {
       j.Str("backlog_mode", lat->backlog_mode);
       j.Int("rt_backlog_samples", lat->rt_backlog.total.size());
       j.Dbl("backlog_sampling_s", lat->backlog_seconds, 2);
+      j.Dbl("backlog_drain_jobs_per_s",
+            lat->backlog_seconds > 0 ? lat->backlog_done_during_sampling / lat->backlog_seconds : 0, 0);
+      j.Dbl("backlog_free_drain_jobs_per_s", lat->free_drain_jobs_per_s, 0);
     }
     j.Dbl("cpu_us_per_job", opt(tp.has_value(), tp ? tp->cpu_us_per_job : 0), 3);
     j.Dbl("cpu_us_per_job_excl_mock",
