@@ -101,7 +101,9 @@ void Usage() {
   --batch-max J        normal priority max_jobs per batch (500)
   --threads T          submitting threads (2)
   --workers W          processor threads calling Next() (1)
-  --scenario S         all | throughput | latency | backlog (all)
+  --scenario S         all | throughput | latency | backlog | mixed (all;
+                       mixed: a steady load, every tenth job realtime, not
+                       part of all)
   --json FILE          write the results as JSON
   --window W           raw: max unconsumed messages; batchbus: max_inflight_jobs
                        (20000; on mock://, capped so ~4 MiB fits a partition)
@@ -177,8 +179,8 @@ Options ParseFlags(int argc, char** argv) {
     else { Usage(); Die("unknown flag " + a); }
   }
   if (o.scenario != "all" && o.scenario != "throughput" &&
-      o.scenario != "latency" && o.scenario != "backlog") {
-    Die("--scenario must be all, throughput, latency or backlog");
+      o.scenario != "latency" && o.scenario != "backlog" && o.scenario != "mixed") {
+    Die("--scenario must be all, throughput, latency, backlog or mixed");
   }
   if (o.jobs == 0 || o.batch_max == 0 || o.threads < 1 || o.workers < 1) {
     Die("--jobs, --batch-max, --threads and --workers must be positive");
@@ -1101,6 +1103,74 @@ LatencyResult RunLatency(const Cluster& cluster, const Options& o,
   return r;
 }
 
+// ------------------------------------------------------- mixed steady load
+
+struct MixedResult {
+  double jobs_per_s = 0;
+  size_t batch_failed = 0;
+  size_t lost = 0;
+  bool pacing = false;
+};
+
+// A steady mixed load as services send it: --threads threads submit --jobs
+// jobs, every tenth realtime, the others two normal to one slow, within the
+// in-flight window. Jobs/s from the first Submit to the last callback, and
+// how many ended BATCH_FAILED (none should, with timeouts this long).
+MixedResult RunMixed(const Cluster& cluster, const Options& o, size_t window) {
+  Bus bus;
+  bus.config = BaseConfig(cluster, o);
+  bus.config.max_inflight_jobs = window;
+  bus.config.max_inflight_bytes = 8ull << 30;
+  bus.config.submit_wait = absl::Seconds(60);
+  StartBus(bus, o.workers);
+  const std::vector<std::string> pool = MakeData(o);
+  WarmUp(bus, pool[0]);
+  MixedResult r;
+  r.pacing = bus.config.realtime_pacing;
+
+  Ledger ledger(o.jobs);
+  std::atomic<size_t> batch_failed{0};
+  const Clock::time_point t0 = Clock::now();
+  std::vector<std::thread> threads;
+  for (int t = 0; t < o.threads; ++t) {
+    threads.emplace_back([&, t] {
+      Job job;
+      job.processor = kProcessor;
+      job.group = "echo";
+      for (size_t i = t; i < o.jobs; i += o.threads) {
+        job.id = JobId();
+        job.priority = i % 10 == 0   ? Priority::kRealtime
+                       : i % 3 == 0 ? Priority::kSlow
+                                    : Priority::kNormal;
+        job.data.assign(pool[i % pool.size()]);
+        absl::Status s = bus.submitter->Submit(job, [&, i](const JobResult& res) {
+          if (res.status == JobStatus::kBatchFailed) batch_failed.fetch_add(1);
+          ledger.Record(i, res);
+          if (ledger.done.load(std::memory_order_acquire) == o.jobs) {
+            std::lock_guard<std::mutex> lock(ledger.mu);
+            ledger.cv.notify_all();
+          }
+        });
+        if (!s.ok()) Die("Submit (mixed): " + s.ToString());
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  bus.submitter->Flush();
+  {
+    std::unique_lock<std::mutex> lock(ledger.mu);
+    ledger.cv.wait_for(lock, std::chrono::seconds(300),
+                       [&] { return ledger.done.load() >= o.jobs; });
+  }
+  const double secs = Seconds(Clock::now() - t0);
+  if (ledger.done.load() >= o.jobs && secs > 0) r.jobs_per_s = o.jobs / secs;
+  r.batch_failed = batch_failed.load();
+  r.lost = ledger.Lost(o.jobs);
+  bus.Stop();
+  DeleteTopics(cluster, BusTopics(bus.config, kProcessor));
+  return r;
+}
+
 // -------------------------------------------------- memory per in-flight job
 
 struct InflightResult {
@@ -1261,6 +1331,11 @@ int Main(int argc, char** argv) {
   std::optional<RawResult> raw;
   std::optional<ThroughputResult> tp;
   std::optional<LatencyResult> lat;
+  std::optional<MixedResult> mixed;
+  if (o.scenario == "mixed") {
+    if (!o.quiet) std::fprintf(stderr, "[mixed] %zu jobs, %d threads...\n", o.jobs, o.threads);
+    mixed = RunMixed(cluster, o, window);
+  }
   if (do_throughput) {
     if (!o.quiet) std::fprintf(stderr, "[raw] %zu messages of %zu bytes, window %zu...\n",
                                o.jobs, o.job_bytes, window);
@@ -1275,6 +1350,7 @@ int Main(int argc, char** argv) {
   }
 
   const size_t lost = (tp ? tp->lost : 0) + (lat ? lat->lost : 0) +
+                      (mixed ? mixed->lost : 0) +
                       (raw && raw->consumed < o.jobs ? 0 : 0);
   const uint64_t duplicates = (tp ? tp->late_results + tp->duplicate_callbacks : 0) +
                               (lat ? lat->late_results : 0);
@@ -1348,6 +1424,10 @@ int Main(int argc, char** argv) {
                   drain, lat->free_drain_jobs_per_s, drain / lat->free_drain_jobs_per_s);
     }
   }
+  if (mixed) {
+    std::printf("  mixed steady load  %12.0f jobs/s   realtime pacing %s, %zu BATCH_FAILED\n",
+                mixed->jobs_per_s, mixed->pacing ? "on" : "off", mixed->batch_failed);
+  }
   std::printf("  lost %zu  duplicates %" PRIu64 "\n", lost, duplicates);
 
   if (!o.json.empty()) {
@@ -1411,6 +1491,11 @@ int Main(int argc, char** argv) {
     j.Int("inflight_jobs", inflight ? inflight->jobs : 0);
     j.Int("backlog_jobs", lat ? lat->backlog_target : 0);
     j.Int("backlog_worked_during_sampling", lat ? lat->backlog_done_during_sampling : 0);
+    if (mixed) {
+      j.Dbl("mixed_jobs_per_s", mixed->jobs_per_s, 0);
+      j.Int("mixed_batch_failed", mixed->batch_failed);
+      j.Str("realtime_pacing", mixed->pacing ? "on" : "off");
+    }
     j.Int("lost", lost);
     j.Int("duplicates", duplicates);
     if (lat) {
