@@ -42,6 +42,9 @@ ROWS = [
     ("realtime p99 under slow backlog (us)", "rt_backlog_p99_us", 0),
     ("normal p50 idle (us)", "normal_p50_us", 0),
     ("CPU per job, whole process (us)", "cpu_us_per_job", 2),
+    ("CPU per job / raw CPU per message", "cpu_ratio_to_raw", 2),
+    ("backlog drain while probes flow (jobs/s)", "backlog_drain_jobs_per_s", 0),
+    ("backlog drain with no probes (jobs/s)", "backlog_free_drain_jobs_per_s", 0),
     ("CPU per job without mock broker thread (us)", "cpu_us_per_job_excl_mock", 2),
     ("peak RSS (MiB)", "rss_mb", 0),
     ("RSS growth per in-flight job (B)", "inflight_rss_growth_per_job", 0),
@@ -94,6 +97,41 @@ def main():
                 f"{fmt(median(runs, 'raw_msgs_per_s'))} | "
                 f"{fmt(median(runs, 'ratio'), 2)} | "
                 f"{fmt(median(runs, 'cpu_us_per_job'), 2)} |")
+
+    # Mixed steady load, pacing on (default) and off; codecs compared.
+    extra_lines = []
+    mixed = {}
+    for path in glob.glob(os.path.join(out, "mixed_*_*_*.json")):
+        m = re.search(r"mixed_(\w+?)_(on|off)_\d+\.json$", path)
+        if m:
+            with open(path) as f:
+                mixed.setdefault((m.group(1), m.group(2)), []).append(json.load(f))
+    if mixed:
+        extra_lines.append("| broker | mixed load, pacing on (jobs/s) | pacing off (jobs/s) | on / off | BATCH_FAILED on / off |")
+        extra_lines.append("|---|---|---|---|---|")
+        for broker in sorted({b for b, _ in mixed}):
+            on, off = mixed.get((broker, "on"), []), mixed.get((broker, "off"), [])
+            a, b = median(on, "mixed_jobs_per_s"), median(off, "mixed_jobs_per_s")
+            extra_lines.append(
+                f"| {broker} | {fmt(a)} | {fmt(b)} | {fmt(a / b if a and b else None, 2)} | "
+                f"{fmt(median(on, 'mixed_batch_failed'))} / {fmt(median(off, 'mixed_batch_failed'))} |")
+        extra_lines.append("")
+    codecs = {}
+    for path in glob.glob(os.path.join(out, "codec_*_*_*.json")):
+        m = re.search(r"codec_(\w+?)_(\w+)_\d+\.json$", path)
+        if m:
+            with open(path) as f:
+                codecs.setdefault((m.group(1), m.group(2)), []).append(json.load(f))
+    if codecs:
+        extra_lines.append("| broker | codec | batchbus jobs/s | raw msgs/s | ratio | CPU us/job | CPU / raw |")
+        extra_lines.append("|---|---|---|---|---|---|---|")
+        for (broker, codec) in sorted(codecs):
+            runs = codecs[(broker, codec)]
+            extra_lines.append(
+                f"| {broker} | {codec} | {fmt(median(runs, 'jobs_per_s'))} | "
+                f"{fmt(median(runs, 'raw_msgs_per_s'))} | {fmt(median(runs, 'ratio'), 2)} | "
+                f"{fmt(median(runs, 'cpu_us_per_job'), 2)} | {fmt(median(runs, 'cpu_ratio_to_raw'), 2)} |")
+    sweep_lines += [""] + extra_lines if extra_lines else []
 
     machine = ""
     mpath = os.path.join(out, "machine.txt")
