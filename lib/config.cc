@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -177,13 +178,20 @@ absl::StatusOr<BackpressurePolicy> ParseBackpressure(Sv key, Sv value) {
 constexpr uint64_t kMaxSize = std::numeric_limits<size_t>::max();
 constexpr uint64_t kMaxInt = std::numeric_limits<int>::max();
 
-// Assigns the parsed value to `field`, or returns the parse error.
-#define BATCHBUS_ASSIGN_OR_RETURN_(field, expr) \
-  do {                                          \
-    auto parsed_ = (expr);                      \
-    if (!parsed_.ok()) return parsed_.status(); \
-    (field) = *std::move(parsed_);              \
-  } while (0)
+// Parsers with the bounds the fields need, in the one shape the key tables
+// take: (key, value) -> value or error.
+absl::StatusOr<std::string> ParseString(Sv, Sv value) {
+  return std::string(value);
+}
+absl::StatusOr<uint64_t> ParseSizeCount(Sv key, Sv value) {
+  return ParseCount(key, value, kMaxSize);
+}
+absl::StatusOr<uint64_t> ParseIntCount(Sv key, Sv value) {
+  return ParseCount(key, value, kMaxInt);
+}
+absl::StatusOr<uint64_t> ParseSizeBytes(Sv key, Sv value) {
+  return ParseBytes(key, value, kMaxSize);
+}
 
 // ---------------------------------------------------------------------------
 // The key tables. MergeEnvironment() derives the variable names from these,
@@ -191,6 +199,32 @@ constexpr uint64_t kMaxInt = std::numeric_limits<int>::max();
 
 using GlobalSetter = absl::Status (*)(Config&, Sv key, Sv value);
 using PrioritySetter = absl::Status (*)(PriorityConfig&, Sv key, Sv value);
+
+// Sets `owner.*Field` to `Parse(key, value)`: one setter per table row,
+// written once for every field.
+template <typename Owner, auto Field, auto Parse>
+absl::Status SetField(Owner& owner, Sv key, Sv value) {
+  auto parsed = Parse(key, value);
+  if (!parsed.ok()) return parsed.status();
+  owner.*Field = static_cast<std::remove_reference_t<decltype(owner.*Field)>>(
+      *std::move(parsed));
+  return absl::OkStatus();
+}
+template <auto Field, auto Parse>
+constexpr GlobalSetter kSet = SetField<Config, Field, Parse>;
+template <auto Field, auto Parse>
+constexpr PrioritySetter kSetPriority = SetField<PriorityConfig, Field, Parse>;
+
+// realtime.max_bytes defaults to max_message_bytes; it keeps following it for
+// as long as the two are equal.
+absl::Status SetMaxMessageBytes(Config& c, Sv key, Sv value) {
+  absl::StatusOr<uint64_t> bytes = ParseSizeBytes(key, value);
+  if (!bytes.ok()) return bytes.status();
+  PriorityConfig& realtime = c.For(Priority::kRealtime);
+  if (realtime.max_bytes == c.max_message_bytes) realtime.max_bytes = *bytes;
+  c.max_message_bytes = *bytes;
+  return absl::OkStatus();
+}
 
 struct GlobalKey {
   Sv name;
@@ -202,161 +236,39 @@ struct PriorityKey {
 };
 
 const GlobalKey kGlobalKeys[] = {
-    {"brokers",
-     [](Config& c, Sv, Sv v) {
-       c.brokers = std::string(v);
-       return absl::OkStatus();
-     }},
-    {"namespace",
-     [](Config& c, Sv, Sv v) {
-       c.ns = std::string(v);
-       return absl::OkStatus();
-     }},
-    {"client_id",
-     [](Config& c, Sv, Sv v) {
-       c.client_id = std::string(v);
-       return absl::OkStatus();
-     }},
-    {"max_inflight_jobs",
-     [](Config& c, Sv k, Sv v) {
-       BATCHBUS_ASSIGN_OR_RETURN_(c.max_inflight_jobs,
-                                  ParseCount(k, v, kMaxSize));
-       return absl::OkStatus();
-     }},
-    {"max_inflight_bytes",
-     [](Config& c, Sv k, Sv v) {
-       BATCHBUS_ASSIGN_OR_RETURN_(c.max_inflight_bytes,
-                                  ParseBytes(k, v, kMaxSize));
-       return absl::OkStatus();
-     }},
-    {"backpressure",
-     [](Config& c, Sv k, Sv v) {
-       BATCHBUS_ASSIGN_OR_RETURN_(c.backpressure, ParseBackpressure(k, v));
-       return absl::OkStatus();
-     }},
-    {"submit_wait_ms",
-     [](Config& c, Sv k, Sv v) {
-       BATCHBUS_ASSIGN_OR_RETURN_(c.submit_wait, ParseMillis(k, v));
-       return absl::OkStatus();
-     }},
-    {"max_message_bytes",
-     [](Config& c, Sv k, Sv v) {
-       size_t bytes = 0;
-       BATCHBUS_ASSIGN_OR_RETURN_(bytes, ParseBytes(k, v, kMaxSize));
-       // realtime.max_bytes defaults to max_message_bytes; it keeps following
-       // it for as long as the two are equal.
-       PriorityConfig& realtime = c.For(Priority::kRealtime);
-       if (realtime.max_bytes == c.max_message_bytes) {
-         realtime.max_bytes = bytes;
-       }
-       c.max_message_bytes = bytes;
-       return absl::OkStatus();
-     }},
-    {"reply_topic",
-     [](Config& c, Sv, Sv v) {
-       c.reply_topic = std::string(v);
-       return absl::OkStatus();
-     }},
-    {"reply_partition",
-     [](Config& c, Sv k, Sv v) {
-       BATCHBUS_ASSIGN_OR_RETURN_(c.reply_partition, ParseSignedInt(k, v));
-       return absl::OkStatus();
-     }},
-    {"group_id",
-     [](Config& c, Sv, Sv v) {
-       c.group_id = std::string(v);
-       return absl::OkStatus();
-     }},
-    {"prefetch_jobs",
-     [](Config& c, Sv k, Sv v) {
-       BATCHBUS_ASSIGN_OR_RETURN_(c.prefetch_jobs, ParseCount(k, v, kMaxSize));
-       return absl::OkStatus();
-     }},
-    {"fetch_queue_kbytes",
-     [](Config& c, Sv k, Sv v) {
-       BATCHBUS_ASSIGN_OR_RETURN_(c.fetch_queue_kbytes,
-                                  ParseCount(k, v, kMaxSize));
-       return absl::OkStatus();
-     }},
-    {"result_linger_ms",
-     [](Config& c, Sv k, Sv v) {
-       BATCHBUS_ASSIGN_OR_RETURN_(c.result_linger, ParseMillis(k, v));
-       return absl::OkStatus();
-     }},
-    {"result_max_bytes",
-     [](Config& c, Sv k, Sv v) {
-       BATCHBUS_ASSIGN_OR_RETURN_(c.result_max_bytes,
-                                  ParseBytes(k, v, kMaxSize));
-       return absl::OkStatus();
-     }},
-    {"realtime_pacing",
-     [](Config& c, Sv k, Sv v) {
-       BATCHBUS_ASSIGN_OR_RETURN_(c.realtime_pacing, ParseBool(k, v));
-       return absl::OkStatus();
-     }},
+    {"brokers", kSet<&Config::brokers, ParseString>},
+    {"namespace", kSet<&Config::ns, ParseString>},
+    {"client_id", kSet<&Config::client_id, ParseString>},
+    {"max_inflight_jobs", kSet<&Config::max_inflight_jobs, ParseSizeCount>},
+    {"max_inflight_bytes", kSet<&Config::max_inflight_bytes, ParseSizeBytes>},
+    {"backpressure", kSet<&Config::backpressure, ParseBackpressure>},
+    {"submit_wait_ms", kSet<&Config::submit_wait, ParseMillis>},
+    {"max_message_bytes", SetMaxMessageBytes},
+    {"reply_topic", kSet<&Config::reply_topic, ParseString>},
+    {"reply_partition", kSet<&Config::reply_partition, ParseSignedInt>},
+    {"group_id", kSet<&Config::group_id, ParseString>},
+    {"prefetch_jobs", kSet<&Config::prefetch_jobs, ParseSizeCount>},
+    {"fetch_queue_kbytes", kSet<&Config::fetch_queue_kbytes, ParseSizeCount>},
+    {"result_linger_ms", kSet<&Config::result_linger, ParseMillis>},
+    {"result_max_bytes", kSet<&Config::result_max_bytes, ParseSizeBytes>},
+    {"realtime_pacing", kSet<&Config::realtime_pacing, ParseBool>},
     {"realtime_pacing_target_ms",
-     [](Config& c, Sv k, Sv v) {
-       BATCHBUS_ASSIGN_OR_RETURN_(c.realtime_pacing_target, ParseMillis(k, v));
-       return absl::OkStatus();
-     }},
-    {"dead_letter_topic",
-     [](Config& c, Sv, Sv v) {
-       c.dead_letter_topic = std::string(v);
-       return absl::OkStatus();
-     }},
-    {"create_topics",
-     [](Config& c, Sv k, Sv v) {
-       BATCHBUS_ASSIGN_OR_RETURN_(c.create_topics, ParseBool(k, v));
-       return absl::OkStatus();
-     }},
-    {"topic_partitions",
-     [](Config& c, Sv k, Sv v) {
-       BATCHBUS_ASSIGN_OR_RETURN_(c.topic_partitions,
-                                  ParseCount(k, v, kMaxInt));
-       return absl::OkStatus();
-     }},
-    {"replication_factor",
-     [](Config& c, Sv k, Sv v) {
-       BATCHBUS_ASSIGN_OR_RETURN_(c.replication_factor,
-                                  ParseCount(k, v, kMaxInt));
-       return absl::OkStatus();
-     }},
-    {"close_timeout_ms",
-     [](Config& c, Sv k, Sv v) {
-       BATCHBUS_ASSIGN_OR_RETURN_(c.close_timeout, ParseMillis(k, v));
-       return absl::OkStatus();
-     }},
+     kSet<&Config::realtime_pacing_target, ParseMillis>},
+    {"dead_letter_topic", kSet<&Config::dead_letter_topic, ParseString>},
+    {"create_topics", kSet<&Config::create_topics, ParseBool>},
+    {"topic_partitions", kSet<&Config::topic_partitions, ParseIntCount>},
+    {"replication_factor", kSet<&Config::replication_factor, ParseIntCount>},
+    {"close_timeout_ms", kSet<&Config::close_timeout, ParseMillis>},
 };
 
 const PriorityKey kPriorityKeys[] = {
-    {"max_jobs",
-     [](PriorityConfig& p, Sv k, Sv v) {
-       BATCHBUS_ASSIGN_OR_RETURN_(p.max_jobs, ParseCount(k, v, kMaxSize));
-       return absl::OkStatus();
-     }},
-    {"max_bytes",
-     [](PriorityConfig& p, Sv k, Sv v) {
-       BATCHBUS_ASSIGN_OR_RETURN_(p.max_bytes, ParseBytes(k, v, kMaxSize));
-       return absl::OkStatus();
-     }},
-    {"max_linger_ms",
-     [](PriorityConfig& p, Sv k, Sv v) {
-       BATCHBUS_ASSIGN_OR_RETURN_(p.max_linger, ParseMillis(k, v));
-       return absl::OkStatus();
-     }},
+    {"max_jobs", kSetPriority<&PriorityConfig::max_jobs, ParseSizeCount>},
+    {"max_bytes", kSetPriority<&PriorityConfig::max_bytes, ParseSizeBytes>},
+    {"max_linger_ms", kSetPriority<&PriorityConfig::max_linger, ParseMillis>},
     {"batch_timeout_ms",
-     [](PriorityConfig& p, Sv k, Sv v) {
-       BATCHBUS_ASSIGN_OR_RETURN_(p.batch_timeout, ParseMillis(k, v));
-       return absl::OkStatus();
-     }},
-    {"topic",
-     [](PriorityConfig& p, Sv, Sv v) {
-       p.topic = std::string(v);
-       return absl::OkStatus();
-     }},
+     kSetPriority<&PriorityConfig::batch_timeout, ParseMillis>},
+    {"topic", kSetPriority<&PriorityConfig::topic, ParseString>},
 };
-
-#undef BATCHBUS_ASSIGN_OR_RETURN_
 
 // "normal.max_jobs" -> "BATCHBUS_NORMAL_MAX_JOBS".
 std::string EnvName(Sv key) {
@@ -652,174 +564,164 @@ absl::StatusOr<Config> Config::Load(const std::string& path) {
   return config;
 }
 
-absl::Status Config::Validate() const {
-  if (absl::Status s = CheckBrokers(brokers); !s.ok()) return s;
+namespace {
 
+// Returns from the enclosing function when `expr` is an error.
+#define BATCHBUS_RETURN_IF_ERROR_(expr)            \
+  do {                                             \
+    if (absl::Status s_ = (expr); !s_.ok()) return s_; \
+  } while (0)
+
+absl::Status MustHold(bool ok, Sv message) {
+  return ok ? absl::OkStatus() : absl::InvalidArgumentError(message);
+}
+
+absl::Status CheckNamespace(Sv ns) {
   if (ns.empty()) {
     return absl::InvalidArgumentError(
         "config key 'namespace' is empty; it prefixes every topic name, "
         "e.g. 'batchbus'");
   }
-  for (char c : ns) {
-    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '.' &&
-        c != '_' && c != '-') {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "config key 'namespace': '", ns,
-          "' may only contain letters, digits, '.', '_' and '-'"));
-    }
-  }
+  return MustHold(HasOnlyTopicChars(ToStd(ns)),
+                  absl::StrCat("config key 'namespace': '", ns,
+                               "' may only contain letters, digits, '.', '_' "
+                               "and '-'"));
+}
 
-  if (absl::Status s = AtLeast("max_message_bytes", max_message_bytes, 1024);
-      !s.ok()) {
-    return s;
-  }
+// Fits in one Kafka message of `max_message_bytes`: a batch, a result
+// message.
+absl::Status FitsInMessage(Sv key, size_t bytes, size_t max_message_bytes,
+                           Sv what) {
+  return MustHold(
+      bytes <= max_message_bytes,
+      absl::StrCat("config key '", key, "' is ", bytes,
+                   ", more than max_message_bytes (", max_message_bytes,
+                   "); ", what, " must fit in one Kafka message, so lower ",
+                   key, " or raise max_message_bytes"));
+}
 
+absl::Status CheckPriority(Priority p, const PriorityConfig& pc,
+                           size_t max_message_bytes) {
+  const std::string name(PriorityName(p));
+  const std::string max_bytes_key = absl::StrCat(name, ".max_bytes");
+  const std::string linger_key = absl::StrCat(name, ".max_linger_ms");
+  const std::string timeout_key = absl::StrCat(name, ".batch_timeout_ms");
+  BATCHBUS_RETURN_IF_ERROR_(MustHold(
+      p != Priority::kRealtime || pc.max_jobs == 1,
+      absl::StrCat("config key 'realtime.max_jobs' is ", pc.max_jobs,
+                   "; it must be 1: realtime jobs are always sent at once as "
+                   "a batch of one (use the normal priority for batching)")));
+  BATCHBUS_RETURN_IF_ERROR_(
+      AtLeast(absl::StrCat(name, ".max_jobs"), pc.max_jobs, 1));
+  BATCHBUS_RETURN_IF_ERROR_(AtLeast(max_bytes_key, pc.max_bytes, 256));
+  BATCHBUS_RETURN_IF_ERROR_(FitsInMessage(max_bytes_key, pc.max_bytes,
+                                          max_message_bytes, "a batch"));
+  BATCHBUS_RETURN_IF_ERROR_(NotNegative(linger_key, pc.max_linger));
+  BATCHBUS_RETURN_IF_ERROR_(
+      MustHold(pc.batch_timeout > absl::ZeroDuration(),
+               absl::StrCat("config key '", timeout_key, "' is ",
+                            Ms(pc.batch_timeout), "; it must be more than 0")));
+  return MustHold(pc.batch_timeout >= pc.max_linger,
+                  absl::StrCat("config key '", timeout_key, "' (",
+                               Ms(pc.batch_timeout), " ms) is less than ",
+                               linger_key, " (", Ms(pc.max_linger),
+                               " ms); a batch would time out before it is "
+                               "sent"));
+}
+
+// Each priority's topic template gives a valid topic, and a topic of its own.
+absl::Status CheckPriorityTopics(const Config& c) {
   std::string topics[kNumPriorities];
   for (Priority p : kAllPriorities) {
-    const PriorityConfig& pc = For(p);
-    const std::string name(PriorityName(p));
-    const std::string max_jobs_key = absl::StrCat(name, ".max_jobs");
-    const std::string max_bytes_key = absl::StrCat(name, ".max_bytes");
-    const std::string linger_key = absl::StrCat(name, ".max_linger_ms");
-    const std::string timeout_key = absl::StrCat(name, ".batch_timeout_ms");
-
-    if (p == Priority::kRealtime && pc.max_jobs != 1) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "config key 'realtime.max_jobs' is ", pc.max_jobs,
-          "; it must be 1: realtime jobs are always sent at once as a batch "
-          "of one (use the normal priority for batching)"));
-    }
-    if (absl::Status s = AtLeast(max_jobs_key, pc.max_jobs, 1); !s.ok()) {
-      return s;
-    }
-    if (absl::Status s = AtLeast(max_bytes_key, pc.max_bytes, 256); !s.ok()) {
-      return s;
-    }
-    if (pc.max_bytes > max_message_bytes) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "config key '", max_bytes_key, "' is ", pc.max_bytes,
-          ", more than max_message_bytes (", max_message_bytes,
-          "); a batch must fit in one Kafka message, so lower ",
-          max_bytes_key, " or raise max_message_bytes"));
-    }
-    if (absl::Status s = NotNegative(linger_key, pc.max_linger); !s.ok()) {
-      return s;
-    }
-    if (pc.batch_timeout <= absl::ZeroDuration()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "config key '", timeout_key, "' is ", Ms(pc.batch_timeout),
-          "; it must be more than 0"));
-    }
-    if (pc.batch_timeout < pc.max_linger) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "config key '", timeout_key, "' (", Ms(pc.batch_timeout),
-          " ms) is less than ", linger_key, " (", Ms(pc.max_linger),
-          " ms); a batch would time out before it is sent"));
-    }
-    topics[static_cast<int>(p)] = TopicFor(kSampleProcessor, p);
-    if (!pc.topic.empty()) {
-      if (absl::Status s =
-              CheckTopicTemplate(absl::StrCat(name, ".topic"), pc.topic,
-                                 topics[static_cast<int>(p)],
-                                 kBothPlaceholders);
-          !s.ok()) {
-        return s;
-      }
-    }
+    topics[static_cast<int>(p)] = c.TopicFor(kSampleProcessor, p);
+    if (c.For(p).topic.empty()) continue;
+    BATCHBUS_RETURN_IF_ERROR_(CheckTopicTemplate(
+        absl::StrCat(ToSv(PriorityName(p)), ".topic"), c.For(p).topic,
+        topics[static_cast<int>(p)], kBothPlaceholders));
   }
   for (int a = 0; a < kNumPriorities; ++a) {
     for (int b = a + 1; b < kNumPriorities; ++b) {
-      if (topics[a] == topics[b]) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "config keys '", ToSv(PriorityName(kAllPriorities[a])),
-            ".topic' and '", ToSv(PriorityName(kAllPriorities[b])),
-            ".topic' give the same topic ('", topics[a],
-            "' for processor 'processor'); each priority needs its own "
-            "topic"));
-      }
+      BATCHBUS_RETURN_IF_ERROR_(MustHold(
+          topics[a] != topics[b],
+          absl::StrCat("config keys '", ToSv(PriorityName(kAllPriorities[a])),
+                       ".topic' and '",
+                       ToSv(PriorityName(kAllPriorities[b])),
+                       ".topic' give the same topic ('", topics[a],
+                       "' for processor 'processor'); each priority needs "
+                       "its own topic")));
     }
-  }
-
-  if (absl::Status s = AtLeast("max_inflight_jobs", max_inflight_jobs, 1);
-      !s.ok()) {
-    return s;
-  }
-  if (absl::Status s =
-          AtLeast("max_inflight_bytes", max_inflight_bytes, max_message_bytes,
-                  "max_message_bytes: room for at least one full message");
-      !s.ok()) {
-    return s;
-  }
-  if (absl::Status s = NotNegative("submit_wait_ms", submit_wait); !s.ok()) {
-    return s;
-  }
-  if (reply_partition < -1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "config key 'reply_partition' is ", reply_partition,
-        "; use -1 (pick by instance id) or a partition number >= 0"));
-  }
-  if (!reply_topic.empty()) {
-    if (absl::Status s =
-            CheckTopicTemplate("reply_topic", reply_topic, ReplyTopic(),
-                               "{namespace} only");
-        !s.ok()) {
-      return s;
-    }
-  }
-
-  if (absl::Status s = AtLeast("prefetch_jobs", prefetch_jobs, 1); !s.ok()) {
-    return s;
-  }
-  if (absl::Status s = AtLeast("fetch_queue_kbytes", fetch_queue_kbytes, 1);
-      !s.ok()) {
-    return s;
-  }
-  if (absl::Status s = NotNegative("result_linger_ms", result_linger);
-      !s.ok()) {
-    return s;
-  }
-  if (absl::Status s =
-          NotNegative("realtime_pacing_target_ms", realtime_pacing_target);
-      !s.ok()) {
-    return s;
-  }
-  if (absl::Status s = AtLeast("result_max_bytes", result_max_bytes, 256);
-      !s.ok()) {
-    return s;
-  }
-  if (result_max_bytes > max_message_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "config key 'result_max_bytes' is ", result_max_bytes,
-        ", more than max_message_bytes (", max_message_bytes,
-        "); a result message must fit in one Kafka message, so lower "
-        "result_max_bytes or raise max_message_bytes"));
-  }
-  if (!dead_letter_topic.empty()) {
-    if (absl::Status s =
-            CheckTopicTemplate("dead_letter_topic", dead_letter_topic,
-                               DeadLetterTopicFor(kSampleProcessor),
-                               kBothPlaceholders);
-        !s.ok()) {
-      return s;
-    }
-  }
-
-  if (topic_partitions < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("config key 'topic_partitions' is ", topic_partitions,
-                     "; it must be at least 1"));
-  }
-  if (replication_factor < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("config key 'replication_factor' is ",
-                     replication_factor, "; it must be at least 1"));
-  }
-  if (absl::Status s = NotNegative("close_timeout_ms", close_timeout);
-      !s.ok()) {
-    return s;
   }
   return absl::OkStatus();
 }
+
+// The keys only a Submitter reads.
+absl::Status CheckSubmitterKeys(const Config& c) {
+  BATCHBUS_RETURN_IF_ERROR_(
+      AtLeast("max_inflight_jobs", c.max_inflight_jobs, 1));
+  BATCHBUS_RETURN_IF_ERROR_(
+      AtLeast("max_inflight_bytes", c.max_inflight_bytes, c.max_message_bytes,
+              "max_message_bytes: room for at least one full message"));
+  BATCHBUS_RETURN_IF_ERROR_(NotNegative("submit_wait_ms", c.submit_wait));
+  BATCHBUS_RETURN_IF_ERROR_(MustHold(
+      c.reply_partition >= -1,
+      absl::StrCat("config key 'reply_partition' is ", c.reply_partition,
+                   "; use -1 (pick by instance id) or a partition number "
+                   ">= 0")));
+  if (c.reply_topic.empty()) return absl::OkStatus();
+  return CheckTopicTemplate("reply_topic", c.reply_topic, c.ReplyTopic(),
+                            "{namespace} only");
+}
+
+// The keys only a Processor reads.
+absl::Status CheckProcessorKeys(const Config& c) {
+  BATCHBUS_RETURN_IF_ERROR_(AtLeast("prefetch_jobs", c.prefetch_jobs, 1));
+  BATCHBUS_RETURN_IF_ERROR_(
+      AtLeast("fetch_queue_kbytes", c.fetch_queue_kbytes, 1));
+  BATCHBUS_RETURN_IF_ERROR_(NotNegative("result_linger_ms", c.result_linger));
+  BATCHBUS_RETURN_IF_ERROR_(
+      NotNegative("realtime_pacing_target_ms", c.realtime_pacing_target));
+  BATCHBUS_RETURN_IF_ERROR_(
+      AtLeast("result_max_bytes", c.result_max_bytes, 256));
+  BATCHBUS_RETURN_IF_ERROR_(FitsInMessage("result_max_bytes",
+                                          c.result_max_bytes,
+                                          c.max_message_bytes,
+                                          "a result message"));
+  if (c.dead_letter_topic.empty()) return absl::OkStatus();
+  return CheckTopicTemplate("dead_letter_topic", c.dead_letter_topic,
+                            c.DeadLetterTopicFor(kSampleProcessor),
+                            kBothPlaceholders);
+}
+
+// The keys for topic creation and shutdown.
+absl::Status CheckAdminKeys(const Config& c) {
+  BATCHBUS_RETURN_IF_ERROR_(
+      MustHold(c.topic_partitions >= 1,
+               absl::StrCat("config key 'topic_partitions' is ",
+                            c.topic_partitions, "; it must be at least 1")));
+  BATCHBUS_RETURN_IF_ERROR_(
+      MustHold(c.replication_factor >= 1,
+               absl::StrCat("config key 'replication_factor' is ",
+                            c.replication_factor, "; it must be at least 1")));
+  return NotNegative("close_timeout_ms", c.close_timeout);
+}
+
+}  // namespace
+
+absl::Status Config::Validate() const {
+  BATCHBUS_RETURN_IF_ERROR_(CheckBrokers(brokers));
+  BATCHBUS_RETURN_IF_ERROR_(CheckNamespace(ns));
+  BATCHBUS_RETURN_IF_ERROR_(
+      AtLeast("max_message_bytes", max_message_bytes, 1024));
+  for (Priority p : kAllPriorities) {
+    BATCHBUS_RETURN_IF_ERROR_(CheckPriority(p, For(p), max_message_bytes));
+  }
+  BATCHBUS_RETURN_IF_ERROR_(CheckPriorityTopics(*this));
+  BATCHBUS_RETURN_IF_ERROR_(CheckSubmitterKeys(*this));
+  BATCHBUS_RETURN_IF_ERROR_(CheckProcessorKeys(*this));
+  return CheckAdminKeys(*this);
+}
+
+#undef BATCHBUS_RETURN_IF_ERROR_
 
 std::string Config::TopicFor(std::string_view processor_in, Priority p) const {
   const Sv processor = ToSv(processor_in);

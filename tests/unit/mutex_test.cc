@@ -13,7 +13,9 @@ TEST(CondVar, WaitWithTimeoutReportsTheTimeoutWhenNobodySignals) {
   MutexLock lock(&mu);
   absl::Time start = absl::Now();
   bool timed_out = false;
-  while (!timed_out) timed_out = cv.WaitWithTimeout(&mu, absl::Milliseconds(20));
+  while (!timed_out) {
+    timed_out = cv.WaitWithTimeout(&mu, absl::Milliseconds(20));
+  }
   EXPECT_GE(absl::Now() - start, absl::Milliseconds(20));
 }
 
