@@ -75,7 +75,84 @@ size_t QuotedSizeOfValid(std::string_view s) {
   return n;
 }
 
+// Length of the JSON number (RFC 8259 grammar) at the start of `s`, or 0.
+size_t NumberLength(std::string_view s) {
+  size_t i = 0;
+  auto digits = [&] {
+    size_t start = i;
+    while (i < s.size() && s[i] >= '0' && s[i] <= '9') ++i;
+    return i - start;
+  };
+  if (i < s.size() && s[i] == '-') ++i;
+  if (i < s.size() && s[i] == '0') {
+    ++i;
+  } else if (digits() == 0) {
+    return 0;
+  }
+  if (i < s.size() && s[i] == '.') {
+    ++i;
+    if (digits() == 0) return 0;
+  }
+  if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
+    ++i;
+    if (i < s.size() && (s[i] == '+' || s[i] == '-')) ++i;
+    if (digits() == 0) return 0;
+  }
+  return i;
+}
+
+bool IsNumberChar(char c) {
+  return (c >= '0' && c <= '9') || c == '-' || c == '+' || c == '.' ||
+         c == 'e' || c == 'E';
+}
+
+// Offset just past the string that starts with the quote at s[i].
+size_t SkipString(std::string_view s, size_t i) {
+  for (++i; i < s.size(); ++i) {
+    if (s[i] == '\\') {
+      ++i;
+    } else if (s[i] == '"') {
+      return i + 1;
+    }
+  }
+  return s.size();
+}
+
 }  // namespace
+
+std::string NeutralizeNumbers(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  size_t i = 0;
+  while (i < text.size()) {
+    if (text[i] == '"') {
+      size_t end = SkipString(text, i);
+      out.append(text.substr(i, end - i));
+      i = end;
+      continue;
+    }
+    if (!IsNumberChar(text[i])) {
+      out.push_back(text[i++]);
+      continue;
+    }
+    size_t end = i;
+    while (end < text.size() && IsNumberChar(text[end])) ++end;
+    std::string_view token = text.substr(i, end - i);
+    if (NumberLength(token) == token.size()) {
+      out.push_back('0');
+    } else {
+      out.append(token);
+    }
+    i = end;
+  }
+  return out;
+}
+
+bool IsNumberError(int simdjson_error_code) {
+  auto e = static_cast<simdjson::error_code>(simdjson_error_code);
+  return e == simdjson::NUMBER_ERROR ||
+         e == simdjson::NUMBER_OUT_OF_RANGE;
+}
 
 absl::Status Validate(std::string_view text, std::string_view what) {
   ThreadParser& tp = LocalParser();
@@ -84,6 +161,10 @@ absl::Status Validate(std::string_view text, std::string_view what) {
   if (!text.empty()) std::memcpy(tp.padded.data(), text.data(), text.size());
   simdjson::dom::element root;
   auto error = tp.parser.parse(tp.padded.data(), text.size(), false).get(root);
+  if (error && IsNumberError(error)) {
+    const std::string neutral = NeutralizeNumbers(text);
+    error = tp.parser.parse(neutral).get(root);
+  }
   if (error) {
     return absl::InvalidArgumentError(StrCat(
         what, " is not valid JSON: ", simdjson::error_message(error)));

@@ -153,9 +153,14 @@ struct Decoder::State {
 
   // SUCCESS when `len` bytes at `buf` (followed by SIMDJSON_PADDING
   // readable bytes) are one valid JSON value.
+  // A number too large for simdjson is valid JSON: then the message is
+  // checked again with its numbers neutralized (json::NeutralizeNumbers).
   simdjson::error_code Validate(const char* buf, size_t len) {
     simdjson::dom::element ignored;
-    return dom.parse(reinterpret_cast<const uint8_t*>(buf), len, false)
+    auto e = dom.parse(reinterpret_cast<const uint8_t*>(buf), len, false)
+                 .get(ignored);
+    if (!e || !json::IsNumberError(e)) return e;
+    return dom.parse(json::NeutralizeNumbers(std::string_view(buf, len)))
         .get(ignored);
   }
 };
@@ -254,6 +259,257 @@ char* PaddedCopy(std::string_view payload, std::unique_ptr<char[]>& storage) {
   return storage.get();
 }
 
+// The root object of the message in `buf` (`len` bytes, `cap` readable).
+absl::Status OpenRoot(od::parser& parser, char* buf, size_t len, size_t cap,
+                      od::document& doc, od::object& root) {
+  if (auto e = parser.iterate(buf, len, cap).get(doc)) {
+    return Malformed("not JSON", e);
+  }
+  if (auto e = doc.get_object().get(root)) {
+    return Malformed("not a single JSON object", e);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckVersion(od::value v) {
+  int64_t version = 0;
+  if (auto e = v.get_int64().get(version)) return Malformed("field 'v'", e);
+  if (version != kVersion) {
+    return Malformed(StrCat("unsupported version ", version));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status FieldError(std::string_view prefix, std::string_view key,
+                        simdjson::error_code e) {
+  if (!e) return absl::OkStatus();
+  return Malformed(StrCat(prefix, "field '", key, "'"), e);
+}
+
+// Calls `on_field(key, value)` for each field of `object`; stops at the
+// first error it or the parser returns.
+template <typename OnField>
+absl::Status ForEachField(od::object object, OnField on_field) {
+  for (auto field : object) {
+    std::string_view key;
+    if (auto e = field.unescaped_key().get(key)) return Malformed("key", e);
+    if (absl::Status s = on_field(key, field.value()); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+// Calls `on_object(object)` for each element of the array `v`, which must
+// hold objects only. `what` names an element in errors.
+template <typename OnObject>
+absl::Status ForEachObject(od::value v, std::string_view array_name,
+                           std::string_view what, OnObject on_object) {
+  od::array array;
+  if (auto e = v.get_array().get(array)) return Malformed(array_name, e);
+  for (auto element : array) {
+    od::object object;
+    if (auto e = element.get_object().get(object)) return Malformed(what, e);
+    if (absl::Status s = on_object(object); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+simdjson::error_code PartitionValue(od::value v, int32_t& out) {
+  int64_t p = 0;
+  if (auto e = v.get_int64().get(p)) return e;
+  if (p < 0 || p > INT32_MAX) return simdjson::NUMBER_OUT_OF_RANGE;
+  out = static_cast<int32_t>(p);
+  return simdjson::SUCCESS;
+}
+
+simdjson::error_code IndexValue(od::value v, uint32_t& out) {
+  uint64_t i = 0;
+  if (auto e = v.get_uint64().get(i)) return e;
+  if (i > UINT32_MAX) return simdjson::NUMBER_OUT_OF_RANGE;
+  out = static_cast<uint32_t>(i);
+  return simdjson::SUCCESS;
+}
+
+absl::Status PriorityValue(od::value v, Priority& out) {
+  std::string_view name;
+  if (auto e = v.get_string().get(name)) return FieldError("", "priority", e);
+  auto p = ParsePriority(name);
+  if (!p) return Malformed(StrCat("unknown priority '", name, "'"));
+  out = *p;
+  return absl::OkStatus();
+}
+
+absl::Status ResultStatusValue(od::value v, JobStatus& out) {
+  std::string_view s;
+  if (auto e = v.get_string().get(s)) return FieldError("result ", "status", e);
+  auto status = ParseJobStatus(s);
+  if (!status || !IsTerminal(*status)) {
+    return Malformed(StrCat("unknown result status '", s, "'"));
+  }
+  out = *status;
+  return absl::OkStatus();
+}
+
+// One job of a batch; `index` names it in errors.
+absl::Status DecodeJob(od::object object, size_t index,
+                       std::deque<std::string>& keep, DecodedJob& job) {
+  bool have_id = false, have_group = false, have_data = false;
+  absl::Status s = ForEachField(object, [&](std::string_view key,
+                                            od::value v) -> absl::Status {
+    simdjson::error_code e = simdjson::SUCCESS;
+    if (key == "id") {
+      have_id = true;
+      return IdValue(v, job.id);
+    } else if (key == "group") {
+      e = StringValue(v, keep, job.group);
+      have_group = true;
+    } else if (key == "data") {
+      e = RawValue(v, job.data);
+      have_data = true;
+    }
+    return FieldError("job ", key, e);
+  });
+  if (!s.ok()) return s;
+  if (have_id && have_group && have_data) return absl::OkStatus();
+  return Malformed(StrCat("job ", index, " lacks ",
+                          Missing({{"id", have_id},
+                                   {"group", have_group},
+                                   {"data", have_data}})));
+}
+
+// The fields of a batch's root object, and which of them were seen.
+struct BatchFields {
+  bool version = false, instance = false, seq = false, reply_topic = false,
+       reply_partition = false, processor = false, priority = false,
+       jobs = false;
+
+  std::string Missing() const {
+    return wire::Missing({{"v", version},
+                          {"instance", instance},
+                          {"seq", seq},
+                          {"reply_topic", reply_topic},
+                          {"reply_partition", reply_partition},
+                          {"processor", processor},
+                          {"priority", priority},
+                          {"jobs", jobs}});
+  }
+  bool Complete() const { return Missing().empty(); }
+};
+
+absl::Status DecodeBatchField(std::string_view key, od::value v,
+                              std::deque<std::string>& keep,
+                              DecodedBatch& out, BatchFields& seen) {
+  simdjson::error_code e = simdjson::SUCCESS;
+  if (key == "v") {
+    seen.version = true;
+    return CheckVersion(v);
+  } else if (key == "instance") {
+    e = StringValue(v, keep, out.instance);
+    seen.instance = true;
+  } else if (key == "seq") {
+    e = v.get_uint64().get(out.seq);
+    seen.seq = true;
+  } else if (key == "reply_topic") {
+    e = StringValue(v, keep, out.reply_topic);
+    seen.reply_topic = true;
+  } else if (key == "reply_partition") {
+    e = PartitionValue(v, out.reply_partition);
+    seen.reply_partition = true;
+  } else if (key == "processor") {
+    e = StringValue(v, keep, out.processor);
+    seen.processor = true;
+  } else if (key == "priority") {
+    seen.priority = true;
+    return PriorityValue(v, out.priority);
+  } else if (key == "jobs") {
+    seen.jobs = true;
+    return ForEachObject(v, "jobs", "job", [&](od::object job) {
+      const size_t index = out.jobs.size();
+      return DecodeJob(job, index, keep, out.jobs.emplace_back());
+    });
+  }
+  return FieldError("", key, e);
+}
+
+// Escaped names were unescaped into `keep`, whose strings die with the
+// decode call: copy them behind the payload in one owned block and re-point
+// every view into it.
+void MoveEscapedIntoStorage(size_t payload_size,
+                            const std::deque<std::string>& keep,
+                            DecodedBatch& out) {
+  const size_t padded = payload_size + simdjson::SIMDJSON_PADDING;
+  size_t total = padded;
+  for (const auto& s : keep) total += s.size();
+  std::unique_ptr<char[]> grown(new char[total]);
+  std::memcpy(grown.get(), out.storage.get(), padded);
+  const char* old_base = out.storage.get();
+  char* cursor = grown.get() + padded;
+  auto rebase = [&](std::string_view& view) {
+    if (view.data() >= old_base && view.data() < old_base + padded) {
+      view = std::string_view(grown.get() + (view.data() - old_base),
+                              view.size());
+      return;
+    }
+    std::memcpy(cursor, view.data(), view.size());
+    view = std::string_view(cursor, view.size());
+    cursor += view.size();
+  };
+  rebase(out.instance);
+  rebase(out.reply_topic);
+  rebase(out.processor);
+  for (auto& job : out.jobs) {
+    rebase(job.group);
+    rebase(job.data);
+  }
+  out.storage = std::move(grown);
+}
+
+// One entry of a result message; `index` names it in errors.
+absl::Status DecodeResultEntry(od::object object, size_t index,
+                               std::deque<std::string>& unescaped,
+                               ResultEntry& entry) {
+  bool have_seq = false, have_i = false, have_id = false, have_status = false,
+       have_data = false;
+  absl::Status s = ForEachField(object, [&](std::string_view key,
+                                            od::value v) -> absl::Status {
+    simdjson::error_code e = simdjson::SUCCESS;
+    if (key == "seq") {
+      e = v.get_uint64().get(entry.seq);
+      have_seq = true;
+    } else if (key == "i") {
+      e = IndexValue(v, entry.index);
+      have_i = true;
+    } else if (key == "id") {
+      have_id = true;
+      return IdValue(v, entry.id);
+    } else if (key == "status") {
+      have_status = true;
+      return ResultStatusValue(v, entry.status);
+    } else if (key == "data") {
+      e = RawValue(v, entry.data);
+      have_data = true;
+    } else if (key == "error") {
+      e = StringValue(v, unescaped, entry.error);
+    }
+    return FieldError("result ", key, e);
+  });
+  if (!s.ok()) return s;
+  if (!have_seq || !have_i || !have_id || !have_status) {
+    return Malformed(StrCat("result ", index, " lacks ",
+                            Missing({{"seq", have_seq},
+                                     {"i", have_i},
+                                     {"id", have_id},
+                                     {"status", have_status}})));
+  }
+  // Only the field that belongs to the status is kept.
+  if (entry.status != JobStatus::kProcessedOk) {
+    entry.data = {};
+    return absl::OkStatus();
+  }
+  entry.error = {};
+  if (have_data) return absl::OkStatus();
+  return Malformed(StrCat("result ", index, " is PROCESSED_OK without data"));
+}
+
 }  // namespace
 
 absl::Status Decoder::DecodeBatch(std::string_view payload, DecodedBatch& out) {
@@ -268,141 +524,24 @@ absl::Status Decoder::DecodeBatch(std::string_view payload, DecodedBatch& out) {
   std::deque<std::string> keep;  // Only used for escaped names.
   char* buf = PaddedCopy(payload, out.storage);
   od::document doc;
-  if (auto e = state_->parser
-                   .iterate(buf, payload.size(),
-                            payload.size() + simdjson::SIMDJSON_PADDING)
-                   .get(doc)) {
-    return Malformed("not JSON", e);
-  }
   od::object root;
-  if (auto e = doc.get_object().get(root)) {
-    return Malformed("not a single JSON object", e);
-  }
-  bool have_version = false, have_jobs = false, have_instance = false,
-       have_seq = false, have_reply = false, have_partition = false,
-       have_processor = false, have_priority = false;
-  for (auto field : root) {
-    std::string_view key;
-    if (auto e = field.unescaped_key().get(key)) return Malformed("key", e);
-    od::value v = field.value();
-    simdjson::error_code e = simdjson::SUCCESS;
-    if (key == "v") {
-      int64_t version;
-      e = v.get_int64().get(version);
-      if (!e && version != kVersion) {
-        return Malformed(StrCat("unsupported version ", version));
-      }
-      have_version = true;
-    } else if (key == "instance") {
-      e = StringValue(v, keep, out.instance);
-      have_instance = true;
-    } else if (key == "seq") {
-      e = v.get_uint64().get(out.seq);
-      have_seq = true;
-    } else if (key == "reply_topic") {
-      e = StringValue(v, keep, out.reply_topic);
-      have_reply = true;
-    } else if (key == "reply_partition") {
-      int64_t p = 0;
-      e = v.get_int64().get(p);
-      if (!e && (p < 0 || p > INT32_MAX)) e = simdjson::NUMBER_OUT_OF_RANGE;
-      out.reply_partition = static_cast<int32_t>(p);
-      have_partition = true;
-    } else if (key == "processor") {
-      e = StringValue(v, keep, out.processor);
-      have_processor = true;
-    } else if (key == "priority") {
-      have_priority = true;
-      std::string_view name;
-      e = v.get_string().get(name);
-      if (!e) {
-        auto p = ParsePriority(name);
-        if (!p) return Malformed(StrCat("unknown priority '", name, "'"));
-        out.priority = *p;
-      }
-    } else if (key == "jobs") {
-      od::array jobs;
-      if ((e = v.get_array().get(jobs))) return Malformed("jobs", e);
-      for (auto element : jobs) {
-        od::object job;
-        if ((e = element.get_object().get(job))) return Malformed("job", e);
-        DecodedJob& dj = out.jobs.emplace_back();
-        bool have_id = false, have_group = false, have_data = false;
-        for (auto jf : job) {
-          std::string_view jkey;
-          if ((e = jf.unescaped_key().get(jkey))) return Malformed("key", e);
-          od::value jv = jf.value();
-          if (jkey == "id") {
-            if (auto s = IdValue(jv, dj.id); !s.ok()) return s;
-            have_id = true;
-          } else if (jkey == "group") {
-            e = StringValue(jv, keep, dj.group);
-            have_group = true;
-          } else if (jkey == "data") {
-            e = RawValue(jv, dj.data);
-            have_data = true;
-          }
-          if (e) return Malformed(StrCat("job field '", jkey, "'"), e);
-        }
-        if (!have_id || !have_group || !have_data) {
-          return Malformed(StrCat(
-              "job ", out.jobs.size() - 1, " lacks ",
-              Missing({{"id", have_id},
-                       {"group", have_group},
-                       {"data", have_data}})));
-        }
-      }
-      have_jobs = true;
-    }
-    if (e) return Malformed(StrCat("field '", key, "'"), e);
-  }
+  absl::Status s =
+      OpenRoot(state_->parser, buf, payload.size(),
+               payload.size() + simdjson::SIMDJSON_PADDING, doc, root);
+  if (!s.ok()) return s;
+  BatchFields seen;
+  s = ForEachField(root, [&](std::string_view key, od::value v) {
+    return DecodeBatchField(key, v, keep, out, seen);
+  });
+  if (!s.ok()) return s;
   if (!AtEnd(doc)) return Malformed("trailing content after the batch");
-  if (!have_version || !have_jobs || !have_instance || !have_seq ||
-      !have_reply || !have_partition || !have_processor || !have_priority) {
-    return Malformed(StrCat(
-        "batch lacks ",
-        Missing({{"v", have_version},
-                 {"instance", have_instance},
-                 {"seq", have_seq},
-                 {"reply_topic", have_reply},
-                 {"reply_partition", have_partition},
-                 {"processor", have_processor},
-                 {"priority", have_priority},
-                 {"jobs", have_jobs}})));
+  if (!seen.Complete()) {
+    return Malformed(StrCat("batch lacks ", seen.Missing()));
   }
   if (auto e = state_->Validate(buf, payload.size())) {
     return Malformed("not JSON", e);
   }
-  if (!keep.empty()) {
-    // Rare: escaped names. Move them where the views can outlive `keep` by
-    // re-pointing into a single owned block appended to storage.
-    size_t total = payload.size() + simdjson::SIMDJSON_PADDING;
-    for (auto& s : keep) total += s.size();
-    std::unique_ptr<char[]> grown(new char[total]);
-    std::memcpy(grown.get(), out.storage.get(),
-                payload.size() + simdjson::SIMDJSON_PADDING);
-    const char* old_base = out.storage.get();
-    char* cursor = grown.get() + payload.size() + simdjson::SIMDJSON_PADDING;
-    auto rebase = [&](std::string_view& view) {
-      if (view.data() >= old_base &&
-          view.data() < old_base + payload.size() + simdjson::SIMDJSON_PADDING) {
-        view = std::string_view(grown.get() + (view.data() - old_base),
-                                view.size());
-        return;
-      }
-      std::memcpy(cursor, view.data(), view.size());
-      view = std::string_view(cursor, view.size());
-      cursor += view.size();
-    };
-    rebase(out.instance);
-    rebase(out.reply_topic);
-    rebase(out.processor);
-    for (auto& job : out.jobs) {
-      rebase(job.group);
-      rebase(job.data);
-    }
-    out.storage = std::move(grown);
-  }
+  if (!keep.empty()) MoveEscapedIntoStorage(payload.size(), keep, out);
   return absl::OkStatus();
 }
 
@@ -410,6 +549,7 @@ absl::Status Decoder::DecodeResults(std::string_view payload,
                                     std::string_view& instance,
                                     std::vector<ResultEntry>& out) {
   out.clear();
+  instance = {};
   state_->unescaped.clear();
   const size_t need = payload.size() + simdjson::SIMDJSON_PADDING;
   if (state_->padded.size() < need) state_->padded.resize(need);
@@ -419,98 +559,30 @@ absl::Status Decoder::DecodeResults(std::string_view payload,
   std::memset(state_->padded.data() + payload.size(), 0,
               simdjson::SIMDJSON_PADDING);
   od::document doc;
-  if (auto e = state_->parser.iterate(state_->padded.data(), payload.size(),
-                                      state_->padded.size())
-                   .get(doc)) {
-    return Malformed("not JSON", e);
-  }
   od::object root;
-  if (auto e = doc.get_object().get(root)) {
-    return Malformed("not a single JSON object", e);
-  }
+  absl::Status s = OpenRoot(state_->parser, state_->padded.data(),
+                            payload.size(), state_->padded.size(), doc, root);
+  if (!s.ok()) return s;
   bool have_version = false, have_results = false, have_instance = false;
-  instance = {};
-  for (auto field : root) {
-    std::string_view key;
-    if (auto e = field.unescaped_key().get(key)) return Malformed("key", e);
-    od::value v = field.value();
-    simdjson::error_code e = simdjson::SUCCESS;
+  s = ForEachField(root, [&](std::string_view key,
+                             od::value v) -> absl::Status {
     if (key == "v") {
-      int64_t version;
-      e = v.get_int64().get(version);
-      if (!e && version != kVersion) {
-        return Malformed(StrCat("unsupported version ", version));
-      }
       have_version = true;
+      return CheckVersion(v);
     } else if (key == "instance") {
-      e = StringValue(v, state_->unescaped, instance);
       have_instance = true;
+      return FieldError("", key, StringValue(v, state_->unescaped, instance));
     } else if (key == "results") {
-      od::array results;
-      if ((e = v.get_array().get(results))) return Malformed("results", e);
-      for (auto element : results) {
-        od::object r;
-        if ((e = element.get_object().get(r))) return Malformed("result", e);
-        ResultEntry& entry = out.emplace_back();
-        bool have_seq = false, have_i = false, have_id = false,
-             have_status = false, have_data = false;
-        for (auto rf : r) {
-          std::string_view rkey;
-          if ((e = rf.unescaped_key().get(rkey))) return Malformed("key", e);
-          od::value rv = rf.value();
-          if (rkey == "seq") {
-            e = rv.get_uint64().get(entry.seq);
-            have_seq = true;
-          } else if (rkey == "i") {
-            uint64_t i = 0;
-            e = rv.get_uint64().get(i);
-            if (!e && i > UINT32_MAX) e = simdjson::NUMBER_OUT_OF_RANGE;
-            entry.index = static_cast<uint32_t>(i);
-            have_i = true;
-          } else if (rkey == "id") {
-            if (auto s = IdValue(rv, entry.id); !s.ok()) return s;
-            have_id = true;
-          } else if (rkey == "status") {
-            std::string_view s;
-            e = rv.get_string().get(s);
-            if (!e) {
-              auto status = ParseJobStatus(s);
-              if (!status || !IsTerminal(*status)) {
-                return Malformed(StrCat("unknown result status '", s, "'"));
-              }
-              entry.status = *status;
-            }
-            have_status = true;
-          } else if (rkey == "data") {
-            e = RawValue(rv, entry.data);
-            have_data = true;
-          } else if (rkey == "error") {
-            e = StringValue(rv, state_->unescaped, entry.error);
-          }
-          if (e) return Malformed(StrCat("result field '", rkey, "'"), e);
-        }
-        if (!have_seq || !have_i || !have_id || !have_status) {
-          return Malformed(StrCat("result ", out.size() - 1, " lacks ",
-                                  Missing({{"seq", have_seq},
-                                           {"i", have_i},
-                                           {"id", have_id},
-                                           {"status", have_status}})));
-        }
-        // Only the field that belongs to the status is kept.
-        if (entry.status == JobStatus::kProcessedOk) {
-          if (!have_data) {
-            return Malformed(StrCat("result ", out.size() - 1,
-                                    " is PROCESSED_OK without data"));
-          }
-          entry.error = {};
-        } else {
-          entry.data = {};
-        }
-      }
       have_results = true;
+      return ForEachObject(v, "results", "result", [&](od::object r) {
+        const size_t index = out.size();
+        return DecodeResultEntry(r, index, state_->unescaped,
+                                 out.emplace_back());
+      });
     }
-    if (e) return Malformed(StrCat("field '", key, "'"), e);
-  }
+    return absl::OkStatus();
+  });
+  if (!s.ok()) return s;
   if (!AtEnd(doc)) return Malformed("trailing content after the results");
   if (!have_version || !have_results || !have_instance) {
     return Malformed(StrCat("result message lacks ",
