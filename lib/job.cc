@@ -1,6 +1,8 @@
 // batchbus/job.cc — names of priorities and statuses, and JobId.
 #include "batchbus/job.h"
 
+#include "random.h"
+
 #include <pthread.h>
 #include <unistd.h>
 
@@ -41,16 +43,8 @@ void OnForkChild() {
   fork_generation.fetch_add(1, std::memory_order_relaxed);
 }
 
-uint64_t SplitMix64(uint64_t& state) {
-  uint64_t z = (state += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
 
-constexpr uint64_t Rotl(uint64_t x, int k) {
-  return (x << k) | (x >> (64 - k));
-}
+constexpr auto Rotl = Xoshiro256::Rotl;
 
 class IdGenerator {
  public:
@@ -58,16 +52,7 @@ class IdGenerator {
     const uint64_t generation =
         fork_generation.load(std::memory_order_relaxed);
     if (generation != generation_) Seed(generation);
-    // xoshiro256** (Blackman & Vigna).
-    const uint64_t result = Rotl(s_[1] * 5, 7) * 9;
-    const uint64_t t = s_[1] << 17;
-    s_[2] ^= s_[0];
-    s_[3] ^= s_[1];
-    s_[1] ^= s_[2];
-    s_[0] ^= s_[3];
-    s_[2] ^= t;
-    s_[3] = Rotl(s_[3], 45);
-    return result;
+    return gen_.Next();
   }
 
  private:
@@ -92,16 +77,13 @@ class IdGenerator {
         Rotl(static_cast<uint64_t>(getpid()), 43) ^
         Rotl(static_cast<uint64_t>(reinterpret_cast<uintptr_t>(this)), 11) ^
         generation;
-    bool all_zero = true;
-    for (int i = 0; i < 4; ++i) {
-      s_[i] = entropy[i] ^ SplitMix64(mix);
-      all_zero = all_zero && s_[i] == 0;
-    }
-    if (all_zero) s_[0] = 1;  // xoshiro's only bad state.
+    std::array<uint64_t, 4> state;
+    for (int i = 0; i < 4; ++i) state[i] = entropy[i] ^ SplitMix64(mix);
+    gen_.SetState(state);
     generation_ = generation;
   }
 
-  uint64_t s_[4] = {0, 0, 0, 0};
+  Xoshiro256 gen_;
   uint64_t generation_ = 0;  // 0: not seeded yet.
 };
 
