@@ -1,27 +1,42 @@
-// pacer.h — paces normal and slow jobs while realtime jobs arrive late.
+// pacer.h — holds normal and slow jobs back while that makes realtime jobs
+// faster, and only then.
 //
 // A processor that works a large low-priority backlog at full speed keeps
 // the broker and the host busy, and every realtime job then waits in line
 // for the CPU at each hop (producer, broker, consumer). Strict priority in
 // Next() cannot help: the realtime job is late before the processor sees it.
-//
-// The pacer watches how late realtime messages reach the processor and, only
-// while realtime traffic is flowing, limits how fast normal and slow jobs are
-// handed out (additive-increase/multiplicative-decrease, like TCP):
+// But realtime jobs are also late for reasons the processor cannot change (a
+// busy submitter host, the network, a slow broker, the embedded cluster's
+// fetch waits), and then holding work back only costs throughput. So the
+// pacer experiments, and keeps a cut only while it helps:
 //
 // - A realtime message's delay is the time from its producer's timestamp to
 //   its arrival. Clocks of two hosts differ by a constant, so the pacer
 //   compares each delay with the smallest one seen in the last 10-20 s (the
-//   "base"); only the excess counts as queueing.
-// - Excess above `target`: the low-priority rate is divided by
-//   excess / target, by 2 at least and 16 at most (at most once per 10 ms,
-//   never below `min_rate`).
-// - Excess within `target`: the rate grows by up to 50% per 100 ms.
-// - No realtime message for `hold`: pacing stops; low priorities run free.
+//   "base"); only the excess counts. Realtime arrivals are judged in windows
+//   of 100 ms (and at least 4 messages): a window is late when more than
+//   half its messages are more than `target` late.
+// - Free (the normal state): nothing is held back; the pacer measures how
+//   fast low-priority jobs are taken (the drain rate).
+// - A late window while low-priority jobs flow starts a trial: for 200 ms the
+//   low-priority rate is the floor, a quarter of the drain rate measured just
+//   before (and at least `min_rate`): the deepest cut pacing ever makes.
+// - The trial helped when the realtime excess fell by half or the window is
+//   no longer late: pacing goes on, the rate growing 50% on good windows and
+//   halving on late ones, never below the floor. Once it is back at the
+//   drain rate, the pacer is free again.
+// - It did not help (or a later cut did not lower the excess): the pacer
+//   gives up and is free; it tries again after a backoff that doubles from
+//   1 s up to 30 s, so realtime lag the processor cannot influence costs at
+//   most a few percent of throughput.
+// - No realtime message for `hold`: free.
 //
-// Not thread-safe: the processor calls it under its mutex.
+// Not thread-safe: the owner calls it under its lock. Pure: time comes in.
 #ifndef BATCHBUS_LIB_PACER_H_
 #define BATCHBUS_LIB_PACER_H_
+
+#include <cstdint>
+#include <string_view>
 
 #include "absl/time/time.h"
 
@@ -36,8 +51,18 @@ class Pacer {
                                                     // realtime message.
   };
 
-  // The rate pacing starts from, and above which it lets everything through.
-  static constexpr double kStartRate = 1e6;
+  enum class State { kFree, kTrial, kPacing };
+
+  // What the pacer last decided, for the owner's log line and stats.
+  struct Decision {
+    enum Kind { kNone, kTrial, kPacing, kGaveUp, kRecovered } kind = kNone;
+    double rate = 0;          // Low-priority jobs/s allowed (trial, pacing).
+    double drain_rate = 0;    // Jobs/s taken just before the trial.
+    absl::Duration excess;    // Mean realtime excess of the deciding window.
+    absl::Duration retry_in;  // kGaveUp: the next trial is this far off.
+  };
+
+  // Above this the rate lets everything through.
   static constexpr double kMaxRate = 1e8;
 
   explicit Pacer(Options options) : options_(options) {}
@@ -46,27 +71,80 @@ class Pacer {
   void OnRealtime(absl::Time now, absl::Duration delay);
 
   // Whether a normal or slow job may be handed out at `now`. If not, `wait`
-  // is how long until one may.
+  // is how long until one may. Counts the jobs taken (the drain rate).
   bool TryTake(absl::Time now, absl::Duration& wait);
 
+  // Realtime traffic was seen within `hold`: callers must ask TryTake.
   bool active(absl::Time now) const { return now < active_until_; }
   // False until the first realtime message, and again once TryTake saw that
-  // pacing ended: callers may skip reading the clock.
+  // realtime traffic stopped: callers may skip reading the clock.
   bool engaged() const { return active_until_ != absl::InfinitePast(); }
-  double rate() const { return rate_; }
+  State state() const { return state_; }
+  // The low-priority rate allowed now; kMaxRate when free.
+  double rate() const { return state_ == State::kFree ? kMaxRate : rate_; }
+
+  // Decisions so far: each change of state counts once.
+  uint64_t decisions() const { return decisions_; }
+  const Decision& last_decision() const { return last_; }
+  uint64_t trials() const { return trials_; }
+  uint64_t gave_up() const { return gave_up_; }
+
+  static std::string_view KindName(Decision::Kind kind);
 
  private:
+  // Realtime arrivals of the current window.
+  struct Window {
+    absl::Time start = absl::InfinitePast();
+    int samples = 0;
+    int late = 0;
+    absl::Duration excess_sum;
+    bool IsLate() const { return 2 * late > samples; }
+    absl::Duration Mean() const { return excess_sum / samples; }
+  };
+
+  absl::Duration Excess(absl::Time now, absl::Duration delay);
+  void Evaluate(absl::Time now);
+  void StartTrial(absl::Time now);
+  void EndTrial(absl::Time now);
+  void Pace(absl::Time now);
+  void GiveUp(absl::Time now);
+  void Free(Decision::Kind why);
+  void Decide(Decision::Kind kind);
+  void MeasureDrain(absl::Time now);
+
   Options options_;
+  State state_ = State::kFree;
   absl::Time active_until_ = absl::InfinitePast();
-  double rate_ = kStartRate;
+
+  // Token bucket for trial and pacing.
+  double rate_ = kMaxRate;
   double tokens_ = 0;
   absl::Time refilled_ = absl::InfinitePast();
-  absl::Time last_cut_ = absl::InfinitePast();
-  absl::Time last_raise_ = absl::InfinitePast();
-  // Smallest delay in the current and the previous 10 s window.
-  absl::Time window_start_ = absl::InfinitePast();
+
+  // Drain rate while free, over windows of 100 ms.
+  absl::Time drain_start_ = absl::InfinitePast();
+  uint64_t drain_taken_ = 0;
+  double drain_rate_ = 0;
+  absl::Time last_take_ = absl::InfinitePast();
+
+  Window window_;
+  absl::Time phase_start_ = absl::InfinitePast();
+  absl::Duration before_excess_;   // Mean excess of the window that began it.
+  absl::Duration last_late_excess_ = absl::InfiniteDuration();
+  double drain_before_ = 0;
+  double floor_ = 0;
+  absl::Duration backoff_ = absl::Seconds(1);
+  absl::Time retry_after_ = absl::InfinitePast();
+
+  // The base: smallest delay in the current and the previous 10 s window.
+  absl::Time base_start_ = absl::InfinitePast();
   absl::Duration min_current_ = absl::InfiniteDuration();
   absl::Duration min_previous_ = absl::InfiniteDuration();
+
+  uint64_t decisions_ = 0;
+  uint64_t trials_ = 0;
+  uint64_t gave_up_ = 0;
+  Decision last_;
 };
 
 }  // namespace batchbus
