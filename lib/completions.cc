@@ -1,0 +1,96 @@
+#include "completions.h"
+
+#include <exception>
+#include <utility>
+
+#include "log.h"
+
+namespace batchbus {
+
+bool ResultWaiter::Deliver(const JobResult& result) {
+  MutexLock lock(&mu_);
+  if (abandoned_) return false;
+  result_ = result;
+  cv_.Signal();
+  return true;
+}
+
+std::optional<JobResult> ResultWaiter::WaitFor(absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  MutexLock lock(&mu_);
+  while (!result_.has_value()) {
+    if (cv_.WaitWithDeadline(&mu_, deadline) && !result_.has_value()) {
+      abandoned_ = true;
+      return std::nullopt;
+    }
+  }
+  return std::move(*result_);
+}
+
+void CompletionDispatcher::SetLateHook(Submitter::LateResultHook hook) {
+  MutexLock lock(&hook_mu_);
+  hook_ = std::move(hook);
+}
+
+void CompletionDispatcher::Run(Outcome& outcome) {
+  for (Completion& c : outcome.completions) Deliver(c, outcome.late);
+  outcome.completions.clear();
+  ReportLate(outcome.late);
+  outcome.jobs_freed = 0;
+  outcome.bytes_freed = 0;
+}
+
+void CompletionDispatcher::Deliver(Completion& c,
+                                   std::vector<JobResult>& late) {
+  if (c.sink.waiter) {
+    // A caller that gave up already got its BATCH_FAILED answer: this
+    // result is late, and counted only as late.
+    if (!c.sink.waiter->Deliver(c.result)) {
+      late.push_back(std::move(c.result));
+      return;
+    }
+  }
+  switch (c.result.status) {
+    case JobStatus::kProcessedOk:
+      counters_.processed_ok.Add();
+      break;
+    case JobStatus::kProcessedError:
+      counters_.processed_error.Add();
+      break;
+    default:
+      counters_.batch_failed.Add();
+      break;
+  }
+  if (c.sink.waiter) return;
+  try {
+    c.sink.callback(c.result);
+  } catch (const std::exception& e) {
+    log::Error("a job callback threw: ", e.what());
+  } catch (...) {
+    log::Error("a job callback threw a non-standard exception");
+  }
+}
+
+void CompletionDispatcher::ReportLate(std::vector<JobResult>& late) {
+  if (late.empty()) return;
+  counters_.late_results.Add(late.size());
+  Submitter::LateResultHook hook;
+  {
+    MutexLock lock(&hook_mu_);
+    hook = hook_;
+  }
+  if (hook) {
+    for (const JobResult& r : late) {
+      try {
+        hook(r);
+      } catch (const std::exception& e) {
+        log::Error("the late-result hook threw: ", e.what());
+      } catch (...) {
+        log::Error("the late-result hook threw");
+      }
+    }
+  }
+  late.clear();
+}
+
+}  // namespace batchbus
