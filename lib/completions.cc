@@ -33,14 +33,19 @@ void CompletionDispatcher::SetLateHook(Submitter::LateResultHook hook) {
 }
 
 void CompletionDispatcher::Run(Outcome& outcome) {
-  for (Completion& c : outcome.completions) Deliver(c, outcome.late);
+  // Counted once per run, not per job.
+  PerStatus tally{};
+  for (Completion& c : outcome.completions) Deliver(c, tally, outcome.late);
   outcome.completions.clear();
+  if (tally.ok > 0) counters_.processed_ok.Add(tally.ok);
+  if (tally.error > 0) counters_.processed_error.Add(tally.error);
+  if (tally.failed > 0) counters_.batch_failed.Add(tally.failed);
   ReportLate(outcome.late);
   outcome.jobs_freed = 0;
   outcome.bytes_freed = 0;
 }
 
-void CompletionDispatcher::Deliver(Completion& c,
+void CompletionDispatcher::Deliver(Completion& c, PerStatus& tally,
                                    std::vector<JobResult>& late) {
   if (c.sink.waiter) {
     // A caller that gave up already got its BATCH_FAILED answer: this
@@ -52,13 +57,13 @@ void CompletionDispatcher::Deliver(Completion& c,
   }
   switch (c.result.status) {
     case JobStatus::kProcessedOk:
-      counters_.processed_ok.Add();
+      ++tally.ok;
       break;
     case JobStatus::kProcessedError:
-      counters_.processed_error.Add();
+      ++tally.error;
       break;
     default:
-      counters_.batch_failed.Add();
+      ++tally.failed;
       break;
   }
   if (c.sink.waiter) return;

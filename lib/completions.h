@@ -76,7 +76,13 @@ class CompletionDispatcher {
   void Run(Outcome& outcome);
 
  private:
-  void Deliver(Completion& completion, std::vector<JobResult>& late);
+  struct PerStatus {
+    uint64_t ok = 0;
+    uint64_t error = 0;
+    uint64_t failed = 0;
+  };
+  void Deliver(Completion& completion, PerStatus& tally,
+               std::vector<JobResult>& late);
   void ReportLate(std::vector<JobResult>& late);
 
   SubmitterCounters& counters_;

@@ -12,20 +12,19 @@ void JobLedger::Track(uint64_t seq, std::string topic,
   const Priority priority = PriorityOfBatchSeq(seq);
   Batch& batch = batches_[seq];
   batch.topic = std::move(topic);
-  batch.slots.reserve(jobs.size());
-  for (PendingJob& job : jobs) batch.slots.push_back({std::move(job), false});
-  batch.unended = batch.slots.size();
+  batch.unended = jobs.size();
+  batch.jobs = std::move(jobs);
   timers_[priority].emplace_back(now + timeouts_[priority], seq);
 }
 
 void JobLedger::End(Batch& batch, uint32_t index, JobResult result,
                     Outcome& out) {
-  Slot& slot = batch.slots[index];
-  slot.ended = true;
+  PendingJob& job = batch.jobs[index];
+  job.ended = true;
   --batch.unended;
   ++out.jobs_freed;
-  out.bytes_freed += slot.job.bytes;
-  out.completions.push_back({std::move(slot.job.sink), std::move(result)});
+  out.bytes_freed += job.bytes;
+  out.completions.push_back({std::move(job.sink), std::move(result)});
 }
 
 void JobLedger::Answer(const std::vector<wire::ResultEntry>& entries,
@@ -46,9 +45,9 @@ void JobLedger::Answer(const std::vector<wire::ResultEntry>& entries,
     result.error = std::string(e.error);
     // A second answer, or one for a job this ledger does not know (the
     // id must match the job at (seq, index)), is late.
-    if (it == batches_.end() || e.index >= it->second.slots.size() ||
-        it->second.slots[e.index].job.id != e.id ||
-        it->second.slots[e.index].ended) {
+    if (it == batches_.end() || e.index >= it->second.jobs.size() ||
+        it->second.jobs[e.index].id != e.id ||
+        it->second.jobs[e.index].ended) {
       out.late.push_back(std::move(result));
       continue;
     }
@@ -63,10 +62,10 @@ void JobLedger::Answer(const std::vector<wire::ResultEntry>& entries,
 void JobLedger::FailUnended(uint64_t seq, Batch& batch, std::string_view why,
                             Outcome& out) {
   const Priority priority = PriorityOfBatchSeq(seq);
-  for (uint32_t i = 0; i < batch.slots.size(); ++i) {
-    if (batch.slots[i].ended) continue;
+  for (uint32_t i = 0; i < batch.jobs.size(); ++i) {
+    if (batch.jobs[i].ended) continue;
     JobResult result;
-    result.job_id = batch.slots[i].job.id;
+    result.job_id = batch.jobs[i].id;
     result.status = JobStatus::kBatchFailed;
     result.error = std::string(why);
     result.priority = priority;

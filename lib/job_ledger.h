@@ -30,12 +30,13 @@
 
 namespace batchbus {
 
-// A job on its way: its id, where its result goes, and the encoded bytes it
-// holds of the in-flight limit.
+// A job on its way: its id, where its result goes, the encoded bytes it
+// holds of the in-flight limit, and (kept by the ledger) whether it ended.
 struct PendingJob {
   JobId id;
   ResultSink sink;
   uint32_t bytes = 0;
+  bool ended = false;
 };
 
 // Batch numbers carry their batch's priority in their two low bits, so an
@@ -78,18 +79,14 @@ class JobLedger {
   size_t batches() const { return batches_.size(); }
 
  private:
-  struct Slot {
-    PendingJob job;
-    bool ended = false;
-  };
   struct Batch {
     std::string topic;
-    std::vector<Slot> slots;
+    std::vector<PendingJob> jobs;
     size_t unended = 0;
   };
   using Batches = absl::flat_hash_map<uint64_t, Batch>;
 
-  // Ends slot `index` of `batch`, which has not ended yet, with `result`.
+  // Ends job `index` of `batch`, which has not ended yet, with `result`.
   static void End(Batch& batch, uint32_t index, JobResult result,
                   Outcome& out);
   static void FailUnended(uint64_t seq, Batch& batch, std::string_view why,

@@ -51,7 +51,7 @@ PerPriority<absl::Duration> BatchTimeouts(const Config& config) {
 
 }  // namespace
 
-struct Submitter::Impl : private Publisher::Listener {
+struct Submitter::Impl final : private Publisher::Listener {
   explicit Impl(Config c)
       : config(std::move(c)),
         instance(JobId::Random().ToString()),
