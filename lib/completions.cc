@@ -70,9 +70,17 @@ void CompletionDispatcher::Deliver(Completion& c, PerStatus& tally,
   try {
     c.sink.callback(c.result);
   } catch (const std::exception& e) {
-    log::Error("a job callback threw: ", e.what());
+    uint64_t held_back = 0;
+    if (callback_log_.Allow(held_back)) {
+      log::Error("a job callback threw: ", e.what(), " (and ", held_back,
+                 " more since the last report)");
+    }
   } catch (...) {
-    log::Error("a job callback threw a non-standard exception");
+    uint64_t held_back = 0;
+    if (callback_log_.Allow(held_back)) {
+      log::Error("a job callback threw a non-standard exception (and ",
+                 held_back, " more since the last report)");
+    }
   }
 }
 
@@ -88,10 +96,12 @@ void CompletionDispatcher::ReportLate(std::vector<JobResult>& late) {
     for (const JobResult& r : late) {
       try {
         hook(r);
-      } catch (const std::exception& e) {
-        log::Error("the late-result hook threw: ", e.what());
       } catch (...) {
-        log::Error("the late-result hook threw");
+        uint64_t held_back = 0;
+        if (hook_log_.Allow(held_back)) {
+          log::Error("the late-result hook threw (and ", held_back,
+                     " more times since the last report)");
+        }
       }
     }
   }

@@ -19,6 +19,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/time/time.h"
 #include "batchbus/submitter.h"
+#include "log_throttle.h"
 #include "mutex.h"
 #include "submitter_counters.h"
 
@@ -72,7 +73,8 @@ class CompletionDispatcher {
   void SetLateHook(Submitter::LateResultHook hook);
 
   // Counts and hands out everything in `outcome`, then clears it (keeping
-  // its capacity). A callback or hook that throws is logged and skipped.
+  // its capacity). A callback or hook that throws is skipped, and logged at
+  // most once a second.
   void Run(Outcome& outcome);
 
  private:
@@ -86,6 +88,8 @@ class CompletionDispatcher {
   void ReportLate(std::vector<JobResult>& late);
 
   SubmitterCounters& counters_;
+  LogThrottle callback_log_;
+  LogThrottle hook_log_;
   Mutex hook_mu_;
   Submitter::LateResultHook hook_ ABSL_GUARDED_BY(hook_mu_);
 };

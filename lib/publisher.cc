@@ -118,24 +118,25 @@ void Publisher::OnDelivery(rd_kafka_message_t* msg) {
   LogUndelivered(*sent, msg->err);
 }
 
+// During an outage every batch fails: one line a second at most.
 void Publisher::LogUndelivered(const BatchMessage& msg,
                                rd_kafka_resp_err_t err) {
-  const absl::Time now = absl::Now();
-  ++undelivered_unlogged_;
-  if (now - last_undelivered_log_ < absl::Seconds(1)) return;
-  log::Warning(undelivered_unlogged_, " batch(es) not delivered, latest ",
-               msg.seq, " to ", msg.topic, ": ", rd_kafka_err2str(err));
-  last_undelivered_log_ = now;
-  undelivered_unlogged_ = 0;
+  uint64_t held_back = 0;
+  if (!undelivered_log_.Allow(held_back)) return;
+  log::Warning(held_back + 1, " batch(es) not delivered, latest ", msg.seq,
+               " to ", msg.topic, ": ", rd_kafka_err2str(err));
 }
 
 void Publisher::Close(absl::Time deadline) {
   closing_.store(true);
   while (publishing_.load() > 0) absl::SleepFor(absl::Microseconds(100));
+  // Topic handles go before their producers, destroyed outside the lock.
+  PerLane<absl::flat_hash_map<std::string, kafka::TopicPtr>> topics;
   {
     MutexLock lock(&topics_mu_);
-    for (auto& handles : topics_) handles.clear();
+    std::swap(topics, topics_);
   }
+  for (auto& handles : topics) handles.clear();
   for (kafka::Producer& p : producers_) p.Close(deadline, absl::Seconds(1));
 }
 

@@ -27,6 +27,7 @@
 #include "batchbus/config.h"
 #include "kafka.h"
 #include "lane.h"
+#include "log_throttle.h"
 #include "mutex.h"
 #include "producer.h"
 #include "submitter_counters.h"
@@ -90,10 +91,7 @@ class Publisher : private kafka::DeliveryHandler {
   PerLane<absl::flat_hash_map<std::string, kafka::TopicPtr>> topics_
       ABSL_GUARDED_BY(topics_mu_);
 
-  // Internal thread only: at most one line a second about undelivered
-  // batches (during an outage every batch fails).
-  absl::Time last_undelivered_log_ = absl::InfinitePast();
-  uint64_t undelivered_unlogged_ = 0;
+  LogThrottle undelivered_log_;
 };
 
 }  // namespace batchbus

@@ -132,10 +132,13 @@ void ReplyReader::Handle(
     const rd_kafka_message_t& msg,
     absl::FunctionRef<void(const std::vector<wire::ResultEntry>&)>
         on_answers) {
+  uint64_t held_back = 0;
   if (msg.err) {
-    if (msg.err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+    if (msg.err != RD_KAFKA_RESP_ERR__PARTITION_EOF &&
+        read_error_log_.Allow(held_back)) {
       log::Warning("reading results from ", topic_, ": ",
-                   rd_kafka_message_errstr(&msg));
+                   rd_kafka_message_errstr(&msg), " (and ", held_back,
+                   " more errors since the last report)");
     }
     return;
   }
@@ -149,9 +152,12 @@ void ReplyReader::Handle(
       std::string_view(static_cast<const char*>(msg.payload), msg.len),
       addressee, entries_);
   if (!s.ok() || addressee != instance_) {
-    log::Warning("skipping a result message at ", topic_, "[", msg.partition,
-                 "]@", msg.offset, ": ",
-                 s.ok() ? "addressed to another instance" : s.message());
+    if (skipped_log_.Allow(held_back)) {
+      log::Warning("skipping a result message at ", topic_, "[",
+                   msg.partition, "]@", msg.offset, ": ",
+                   s.ok() ? "addressed to another instance" : s.message(),
+                   " (and ", held_back, " more since the last report)");
+    }
     return;
   }
   on_answers(entries_);

@@ -20,6 +20,7 @@
 #include "batchbus/config.h"
 #include "kafka.h"
 #include "lane.h"
+#include "log_throttle.h"
 #include "submitter_counters.h"
 #include "wire.h"
 
@@ -82,6 +83,8 @@ class ReplyReader {
 
   wire::Decoder decoder_;
   std::vector<wire::ResultEntry> entries_;
+  LogThrottle read_error_log_;
+  LogThrottle skipped_log_;
 };
 
 }  // namespace batchbus
