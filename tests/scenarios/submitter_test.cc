@@ -4,12 +4,74 @@
 #include <atomic>
 #include <thread>
 
+#include "absl/container/flat_hash_map.h"
+#include "mutex.h"
 #include "support/test_cluster.h"
+#include "wire.h"
 
 namespace batchbus::testing {
 namespace {
 
 using SubmitterTest = ClusterTest;
+
+// Answers every job of one batch on the job topic of (`processor`,
+// `priority`) with `status`, from plain librdkafka clients, as a processor
+// written by someone else might.
+void AnswerOneBatchRaw(const Config& config, const std::string& processor,
+                       Priority priority, std::string_view status) {
+  auto cconf = kafka::MakeConf(config, kafka::Role::kConsumer,
+                               {{"group.id", config.ns + ".raw"},
+                                {"auto.offset.reset", "earliest"}});
+  ASSERT_TRUE(cconf.ok()) << cconf.status();
+  auto consumer = kafka::MakeHandle(RD_KAFKA_CONSUMER, std::move(*cconf));
+  ASSERT_TRUE(consumer.ok()) << consumer.status();
+  rd_kafka_poll_set_consumer(consumer->get());
+  kafka::PartitionListPtr topics(rd_kafka_topic_partition_list_new(1));
+  rd_kafka_topic_partition_list_add(topics.get(),
+                                    config.TopicFor(processor, priority).c_str(),
+                                    RD_KAFKA_PARTITION_UA);
+  ASSERT_EQ(rd_kafka_subscribe(consumer->get(), topics.get()), 0);
+  wire::Decoder decoder;
+  wire::DecodedBatch batch;
+  bool decoded = false;
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (!decoded && absl::Now() < deadline) {
+    kafka::MessagePtr msg(rd_kafka_consumer_poll(consumer->get(), 100));
+    if (!msg || msg->err) continue;
+    decoded = decoder
+                  .DecodeBatch(std::string_view(static_cast<const char*>(
+                                                    msg->payload),
+                                                msg->len),
+                               batch)
+                  .ok();
+  }
+  ASSERT_TRUE(decoded) << "no batch on the job topic";
+  std::string json = "{\"v\":1,\"instance\":\"" +
+                     std::string(batch.instance) + "\",\"results\":[";
+  for (size_t i = 0; i < batch.jobs.size(); ++i) {
+    if (i > 0) json += ",";
+    json += "{\"seq\":" + std::to_string(batch.seq) +
+            ",\"i\":" + std::to_string(i) + ",\"id\":\"" +
+            batch.jobs[i].id.ToString() + "\",\"status\":\"" +
+            std::string(status) + "\",\"error\":\"given up\"}";
+  }
+  json += "]}";
+  auto pconf = kafka::MakeConf(config, kafka::Role::kProducer, {});
+  ASSERT_TRUE(pconf.ok()) << pconf.status();
+  auto producer = kafka::MakeHandle(RD_KAFKA_PRODUCER, std::move(*pconf));
+  ASSERT_TRUE(producer.ok()) << producer.status();
+  const std::string reply_topic(batch.reply_topic);
+  const std::string key(batch.instance);
+  ASSERT_EQ(rd_kafka_producev(
+                producer->get(), RD_KAFKA_V_TOPIC(reply_topic.c_str()),
+                RD_KAFKA_V_PARTITION(batch.reply_partition),
+                RD_KAFKA_V_KEY(key.data(), key.size()),
+                RD_KAFKA_V_VALUE(json.data(), json.size()),
+                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END),
+            RD_KAFKA_RESP_ERR_NO_ERROR);
+  ASSERT_EQ(rd_kafka_flush(producer->get(), 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
+  rd_kafka_consumer_close(consumer->get());
+}
 
 TEST_F(SubmitterTest, RejectsBadInputWithInvalidArgumentAndKeepsWorking) {
   auto submitter = NewSubmitter();
@@ -278,6 +340,200 @@ TEST_F(SubmitterTest, ManyThreadsSubmittingEachJobEndsExactlyOnce) {
                     << PriorityName(r.priority) << ": " << r.error;
     }
   }
+}
+
+// Close's deadline passes at once while other threads still submit and
+// flush: every accepted job ends exactly once and nothing touches the
+// producers Close destroyed. Repeated, as it depends on timing.
+TEST_F(SubmitterTest, CloseRacingWithSubmitAndFlushEndsEveryJobExactlyOnce) {
+  for (int round = 0; round < 20; ++round) {
+    Collector results;
+    auto submitter = NewSubmitter();
+    ASSERT_NE(submitter, nullptr);
+    std::atomic<size_t> accepted{0};
+    std::atomic<bool> go{false};
+    std::vector<std::thread> threads;
+    // More threads than cores: some are preempted between sealing a batch
+    // and producing it, while Close runs.
+    for (int t = 0; t < 16; ++t) {
+      threads.emplace_back([&, t] {
+        while (!go.load()) std::this_thread::yield();
+        for (int i = 0;; ++i) {
+          Job job = MakeJob("app", t % 4 ? Priority::kRealtime
+                                         : Priority::kNormal);
+          absl::Status s = submitter->Submit(job, results.Callback());
+          if (!s.ok()) {
+            EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+            return;
+          }
+          ++accepted;
+          if (i % 8 == t) submitter->Flush();
+        }
+      });
+    }
+    go = true;
+    absl::SleepFor(absl::Milliseconds(20));
+    (void)submitter->Close(absl::ZeroDuration());
+    for (auto& th : threads) th.join();
+    EXPECT_EQ(results.total(), accepted.load()) << "round " << round;
+    EXPECT_EQ(results.distinct(), accepted.load()) << "round " << round;
+    EXPECT_EQ(results.MaxCallbacksPerJob(), 1u) << "round " << round;
+  }
+}
+
+// A Flush that is still publishing (a batch was refused by the full local
+// queue and its callback runs) when Close returns: it must not touch the
+// producers Close destroyed, and every job still ends once.
+TEST_F(SubmitterTest, CloseWhileAFlushIsStillPublishingEndsEveryJobOnce) {
+  config_.kafka["producer.queue.buffering.max.messages"] = "1";
+  config_.For(Priority::kNormal).max_linger = absl::Seconds(20);
+  auto submitter = NewSubmitter();
+  ASSERT_NE(submitter, nullptr);
+  Collector results;
+  std::atomic<std::thread::id> flusher_id{};
+  std::atomic<bool> held{false}, closed{false};
+  auto callback = [&](const JobResult& r) {
+    if (std::this_thread::get_id() == flusher_id.load() && !held.exchange(true)) {
+      // Hold the flushing thread here until Close has returned.
+      Eventually([&] { return closed.load(); }, absl::Seconds(10));
+    }
+    results.Add(r);
+  };
+  for (const char* processor : {"a", "b", "c", "d"}) {
+    Job job = MakeJob(processor, Priority::kNormal);
+    ASSERT_TRUE(submitter->Submit(job, callback).ok());
+  }
+  std::atomic<bool> go{false};
+  std::thread flusher([&] {
+    while (!go.load()) std::this_thread::yield();
+    submitter->Flush();
+  });
+  flusher_id = flusher.get_id();
+  go = true;
+  ASSERT_TRUE(Eventually([&] { return held.load(); }, absl::Seconds(10)))
+      << "no batch was refused by the local queue";
+  (void)submitter->Close(absl::ZeroDuration());
+  closed = true;
+  flusher.join();
+  EXPECT_EQ(results.total(), 4u);
+  EXPECT_EQ(results.distinct(), 4u);
+  EXPECT_EQ(results.MaxCallbacksPerJob(), 1u);
+}
+
+TEST_F(SubmitterTest, ConcurrentClosesEachReturnAndEveryJobEndsOnce) {
+  for (int round = 0; round < 5; ++round) {
+    Collector results;
+    auto submitter = NewSubmitter();
+    ASSERT_NE(submitter, nullptr);
+    for (int i = 0; i < 20; ++i) {
+      Job job = MakeJob("app", i % 2 ? Priority::kSlow : Priority::kNormal);
+      ASSERT_TRUE(submitter->Submit(job, results.Callback()).ok());
+    }
+    std::atomic<int> returned{0};
+    std::vector<std::thread> closers;
+    for (int t = 0; t < 4; ++t) {
+      closers.emplace_back([&] {
+        (void)submitter->Close(absl::Milliseconds(100));
+        ++returned;
+      });
+    }
+    for (auto& th : closers) th.join();
+    EXPECT_EQ(returned.load(), 4);
+    EXPECT_EQ(results.total(), 20u) << "round " << round;
+    EXPECT_EQ(results.MaxCallbacksPerJob(), 1u) << "round " << round;
+    EXPECT_EQ(results.Count(JobStatus::kBatchFailed), 20u);
+  }
+}
+
+TEST_F(SubmitterTest, LateResultReachesTheHookWithItsJobsPriority) {
+  for (Priority p : kAllPriorities) {
+    config_.For(p).batch_timeout = absl::Seconds(1);
+  }
+  auto submitter = NewSubmitter();
+  batchbus::Mutex mu;
+  absl::flat_hash_map<JobId, Priority> late;  // guarded by mu
+  submitter->SetLateResultHook([&](const JobResult& r) {
+    batchbus::MutexLock lock(&mu);
+    late[r.job_id] = r.priority;
+  });
+  Collector results;
+  absl::flat_hash_map<JobId, Priority> submitted;
+  for (Priority p : {Priority::kSlow, Priority::kRealtime, Priority::kSlow}) {
+    Job job = MakeJob("app", p);
+    ASSERT_TRUE(submitter->Submit(job, results.Callback()).ok());
+    submitted[job.id] = p;
+  }
+  ASSERT_TRUE(results.WaitFor(3, absl::Seconds(10)));
+  EXPECT_EQ(results.Count(JobStatus::kBatchFailed), 3u);
+  for (const JobResult& r : results.All()) {
+    EXPECT_EQ(r.priority, submitted[r.job_id]);
+  }
+
+  RunningProcessor processor(config_, "app", {{"echo", Echo()}});
+  ASSERT_TRUE(Eventually(
+      [&] {
+        batchbus::MutexLock lock(&mu);
+        return late.size() == 3;
+      },
+      absl::Seconds(30)));
+  batchbus::MutexLock lock(&mu);
+  for (const auto& [id, priority] : submitted) {
+    EXPECT_EQ(late[id], priority) << PriorityName(priority);
+  }
+}
+
+TEST_F(SubmitterTest, TimedOutSubmitAndWaitResultIsCountedOnlyAsLate) {
+  auto submitter = NewSubmitter();
+  std::atomic<int> late{0};
+  submitter->SetLateResultHook([&](const JobResult& r) {
+    EXPECT_EQ(r.status, JobStatus::kProcessedOk);
+    ++late;
+  });
+  auto r = submitter->SubmitAndWait(MakeJob("app", Priority::kRealtime, "5"),
+                                    absl::Milliseconds(200));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->status, JobStatus::kBatchFailed);
+  // The processor starts only now, so the wait above gave up first.
+  RunningProcessor processor(config_, "app", {{"echo", Echo()}});
+  ASSERT_TRUE(Eventually([&] { return late.load() == 1; }, absl::Seconds(30)));
+  const Submitter::Stats stats = submitter->GetStats();
+  EXPECT_EQ(stats.late_results, 1u);
+  EXPECT_EQ(stats.processed_ok, 0u);
+  EXPECT_EQ(stats.processed_error, 0u);
+  EXPECT_EQ(stats.inflight_jobs, 0u);
+}
+
+TEST_F(SubmitterTest, BatchFailedResultFromTheWireIsCountedAsBatchFailed) {
+  auto submitter = NewSubmitter();
+  Collector results;
+  Job job = MakeJob("app", Priority::kNormal);
+  ASSERT_TRUE(submitter->Submit(job, results.Callback()).ok());
+  AnswerOneBatchRaw(config_, "app", Priority::kNormal, "BATCH_FAILED");
+  ASSERT_TRUE(results.WaitFor(1, absl::Seconds(30)));
+  EXPECT_EQ(results.Get(job.id).status, JobStatus::kBatchFailed);
+  const Submitter::Stats stats = submitter->GetStats();
+  EXPECT_EQ(stats.batch_failed, 1u);
+  EXPECT_EQ(stats.processed_error, 0u);
+  EXPECT_EQ(stats.processed_ok, 0u);
+}
+
+// A topic that librdkafka refuses to make a handle for (longer than its 512
+// characters) fails the batch's jobs with the reason, and the submitter goes
+// on working for other processors.
+TEST_F(SubmitterTest, TopicRefusedByTheClientFailsItsBatchWithTheReason) {
+  config_.For(Priority::kNormal).topic =
+      "{processor}{processor}{processor}{processor}";
+  auto submitter = NewSubmitter();
+  ASSERT_NE(submitter, nullptr);
+  Collector results;
+  Job job = MakeJob(std::string(200, 'p'), Priority::kNormal);
+  ASSERT_TRUE(submitter->Submit(job, results.Callback()).ok());
+  submitter->Flush();
+  ASSERT_TRUE(results.WaitFor(1, absl::Seconds(10)));
+  const JobResult r = results.Get(job.id);
+  EXPECT_EQ(r.status, JobStatus::kBatchFailed);
+  EXPECT_NE(r.error.find("topic"), std::string::npos) << r.error;
+  EXPECT_NE(r.error.find("handle"), std::string::npos) << r.error;
 }
 
 }  // namespace

@@ -1,0 +1,99 @@
+// Completion dispatcher: hands each job's terminal result to where it goes
+// (the user's callback, or a SubmitAndWait caller), passes late results to
+// the late-result hook, keeps exceptions from escaping either, and counts
+// results by status. The one place where results are counted.
+//
+// Threads: Run() is called outside the Submitter's state lock, by whichever
+// thread ended the jobs (usually the internal thread; a Submit or Close
+// caller when a batch could not be sent). SetLateHook() from any thread.
+// Locks: `hook_mu_` guards the hook only; it is taken once per Run that has
+// late results, never per job.
+#ifndef BATCHBUS_LIB_COMPLETIONS_H_
+#define BATCHBUS_LIB_COMPLETIONS_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/time/time.h"
+#include "batchbus/submitter.h"
+#include "log_throttle.h"
+#include "mutex.h"
+#include "submitter_counters.h"
+
+namespace batchbus {
+
+// A SubmitAndWait caller's mailbox. The caller may give up; a result that
+// arrives after that is late.
+class ResultWaiter {
+ public:
+  // False when the caller already gave up (the result is then late).
+  bool Deliver(const JobResult& result);
+  // The result, or nullopt when `timeout` passed first; from then on the
+  // waiter counts as abandoned.
+  std::optional<JobResult> WaitFor(absl::Duration timeout);
+
+ private:
+  Mutex mu_;
+  CondVar cv_;
+  std::optional<JobResult> result_ ABSL_GUARDED_BY(mu_);
+  bool abandoned_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// Where one job's terminal result goes: `callback`, or `waiter` when set.
+struct ResultSink {
+  Submitter::Callback callback;
+  std::shared_ptr<ResultWaiter> waiter;
+};
+
+struct Completion {
+  ResultSink sink;
+  JobResult result;
+};
+
+// What one step of the job ledger ended: results to hand out (each job's
+// one terminal result), answers that came for jobs already ended, and the
+// in-flight room the ended jobs held.
+struct Outcome {
+  std::vector<Completion> completions;
+  std::vector<JobResult> late;
+  uint64_t jobs_freed = 0;
+  uint64_t bytes_freed = 0;
+
+  bool empty() const { return completions.empty() && late.empty(); }
+};
+
+class CompletionDispatcher {
+ public:
+  explicit CompletionDispatcher(SubmitterCounters& counters)
+      : counters_(counters) {}
+
+  void SetLateHook(Submitter::LateResultHook hook);
+
+  // Counts and hands out everything in `outcome`, then clears it (keeping
+  // its capacity). A callback or hook that throws is skipped, and logged at
+  // most once a second.
+  void Run(Outcome& outcome);
+
+ private:
+  struct PerStatus {
+    uint64_t ok = 0;
+    uint64_t error = 0;
+    uint64_t failed = 0;
+  };
+  void Deliver(Completion& completion, PerStatus& tally,
+               std::vector<JobResult>& late);
+  void ReportLate(std::vector<JobResult>& late);
+
+  SubmitterCounters& counters_;
+  LogThrottle callback_log_;
+  LogThrottle hook_log_;
+  Mutex hook_mu_;
+  Submitter::LateResultHook hook_ ABSL_GUARDED_BY(hook_mu_);
+};
+
+}  // namespace batchbus
+
+#endif  // BATCHBUS_LIB_COMPLETIONS_H_

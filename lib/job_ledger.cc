@@ -1,0 +1,114 @@
+#include "job_ledger.h"
+
+#include <algorithm>
+
+#include "strcat.h"
+
+namespace batchbus {
+
+void JobLedger::Track(uint64_t seq, std::string topic,
+                      std::vector<PendingJob> jobs, absl::Time now) {
+  if (jobs.empty()) return;
+  const Priority priority = PriorityOfBatchSeq(seq);
+  Batch& batch = batches_[seq];
+  batch.topic = std::move(topic);
+  batch.unended = jobs.size();
+  batch.jobs = std::move(jobs);
+  timers_[priority].emplace_back(now + timeouts_[priority], seq);
+}
+
+void JobLedger::End(Batch& batch, uint32_t index, JobResult result,
+                    Outcome& out) {
+  PendingJob& job = batch.jobs[index];
+  job.ended = true;
+  --batch.unended;
+  ++out.jobs_freed;
+  out.bytes_freed += job.bytes;
+  out.completions.push_back({std::move(job.sink), std::move(result)});
+}
+
+void JobLedger::Answer(const std::vector<wire::ResultEntry>& entries,
+                       Outcome& out) {
+  // Answers of one batch come together: look the batch up once per run.
+  uint64_t cached_seq = 0;
+  auto it = batches_.end();
+  for (const wire::ResultEntry& e : entries) {
+    if (e.seq != cached_seq || it == batches_.end()) {
+      it = batches_.find(e.seq);
+      cached_seq = e.seq;
+    }
+    JobResult result;
+    result.job_id = e.id;
+    result.status = e.status;
+    result.priority = PriorityOfBatchSeq(e.seq);
+    result.data = std::string(e.data);
+    result.error = std::string(e.error);
+    // A second answer, or one for a job this ledger does not know (the
+    // id must match the job at (seq, index)), is late.
+    if (it == batches_.end() || e.index >= it->second.jobs.size() ||
+        it->second.jobs[e.index].id != e.id ||
+        it->second.jobs[e.index].ended) {
+      out.late.push_back(std::move(result));
+      continue;
+    }
+    End(it->second, e.index, std::move(result), out);
+    if (it->second.unended == 0) {
+      batches_.erase(it);
+      it = batches_.end();
+    }
+  }
+}
+
+void JobLedger::FailUnended(uint64_t seq, Batch& batch, std::string_view why,
+                            Outcome& out) {
+  const Priority priority = PriorityOfBatchSeq(seq);
+  for (uint32_t i = 0; i < batch.jobs.size(); ++i) {
+    if (batch.jobs[i].ended) continue;
+    JobResult result;
+    result.job_id = batch.jobs[i].id;
+    result.status = JobStatus::kBatchFailed;
+    result.error = std::string(why);
+    result.priority = priority;
+    End(batch, i, std::move(result), out);
+  }
+}
+
+void JobLedger::FailBatch(uint64_t seq, std::string_view why, Outcome& out) {
+  auto it = batches_.find(seq);
+  if (it == batches_.end()) return;
+  FailUnended(seq, it->second, why, out);
+  batches_.erase(it);
+}
+
+std::string JobLedger::TimeoutReason(uint64_t seq, const Batch& batch) const {
+  return StrCat("no result within the batch timeout of ",
+                absl::FormatDuration(timeouts_[PriorityOfBatchSeq(seq)]),
+                " (batch ", seq, " on ", batch.topic, ")");
+}
+
+absl::Time JobLedger::Expire(absl::Time now, Outcome& out) {
+  absl::Time next = absl::InfiniteFuture();
+  for (auto& fifo : timers_) {
+    while (!fifo.empty() && fifo.front().first <= now) {
+      auto it = batches_.find(fifo.front().second);
+      if (it != batches_.end()) {
+        FailUnended(it->first, it->second, TimeoutReason(it->first, it->second),
+                    out);
+        batches_.erase(it);
+      }
+      fifo.pop_front();
+    }
+    if (!fifo.empty()) next = std::min(next, fifo.front().first);
+  }
+  return next;
+}
+
+size_t JobLedger::FailAll(std::string_view why, Outcome& out) {
+  const uint64_t before = out.jobs_freed;
+  for (auto& [seq, batch] : batches_) FailUnended(seq, batch, why, out);
+  batches_.clear();
+  for (auto& fifo : timers_) fifo.clear();
+  return out.jobs_freed - before;
+}
+
+}  // namespace batchbus

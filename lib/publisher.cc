@@ -1,0 +1,143 @@
+#include "publisher.h"
+
+#include <utility>
+
+#include "log.h"
+#include "strcat.h"
+
+namespace batchbus {
+
+absl::Status Publisher::Start(int wakeup_fd) {
+  for (Lane lane : kAllLanes) {
+    auto p = kafka::Producer::Create(
+        config_, {{"queue.buffering.max.messages", "1000000"}}, this,
+        wakeup_fd);
+    if (!p.ok()) return p.status();
+    producers_[lane] = std::move(*p);
+  }
+  return absl::OkStatus();
+}
+
+void Publisher::Publish(std::vector<std::unique_ptr<BatchMessage>>& messages) {
+  if (messages.empty()) return;
+  // Batches that did not go, reported after leaving the section that Close
+  // waits for: the listener runs callbacks, and Close must not wait for
+  // those.
+  std::vector<std::pair<uint64_t, std::string>> unsent;
+  publishing_.fetch_add(1);
+  if (closing_.load()) {
+    for (auto& msg : messages) {
+      unsent.emplace_back(msg->seq,
+                          "the submitter closed before the batch was sent");
+    }
+  } else {
+    for (auto& msg : messages) {
+      const uint64_t seq = msg->seq;
+      std::string error = Produce(std::move(msg));
+      if (!error.empty()) unsent.emplace_back(seq, std::move(error));
+    }
+  }
+  publishing_.fetch_sub(1);
+  messages.clear();
+  for (auto& [seq, why] : unsent) listener_->OnUnsent(seq, why);
+}
+
+// Empty when queued; else why not.
+std::string Publisher::Produce(std::unique_ptr<BatchMessage> msg) {
+  std::string error;
+  rd_kafka_topic_t* topic = TopicHandle(*msg, error);
+  if (topic != nullptr) {
+    rd_kafka_resp_err_t err = rd_kafka_producev(
+        producers_[msg->priority].get(), RD_KAFKA_V_RKT(topic),
+        RD_KAFKA_V_VALUE(msg->payload.data(), msg->payload.size()),
+        RD_KAFKA_V_OPAQUE(msg.get()), RD_KAFKA_V_END);
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      msg.release();  // The delivery report frees it.
+      return error;
+    }
+    error = rd_kafka_err2str(err);  // E.g. the local queue is full.
+  }
+  return StrCat("could not publish the batch to ", msg->topic, ": ", error);
+}
+
+// A topic handle whose message.timeout.ms is the priority's batch timeout
+// (unless the user set message.timeout.ms): a batch that librdkafka cannot
+// deliver in that time fails with the reason instead of a plain timeout, and
+// one that is still being retried is not abandoned before its jobs are.
+rd_kafka_topic_t* Publisher::TopicHandle(const BatchMessage& msg,
+                                         std::string& error) {
+  const Lane lane = LaneOf(msg.priority);
+  {
+    MutexLock lock(&topics_mu_);
+    auto it = topics_[lane].find(msg.topic);
+    if (it != topics_[lane].end()) return it->second.get();
+  }
+  // First batch for this topic: make its handle outside the lock.
+  rd_kafka_t* producer = producers_[lane].get();
+  // Start from the default topic configuration, which carries the user's
+  // topic-level kafka.* properties.
+  rd_kafka_topic_conf_t* conf = rd_kafka_default_topic_conf_dup(producer);
+  if (!kafka::UserSets(config_, kafka::Role::kProducer, "message.timeout.ms")) {
+    const std::string ms = std::to_string(
+        kafka::ToMillis(config_.For(msg.priority).batch_timeout));
+    char err[256];
+    if (rd_kafka_topic_conf_set(conf, "message.timeout.ms", ms.c_str(), err,
+                                sizeof err) != RD_KAFKA_CONF_OK) {
+      // Once per topic: its batches still go, with librdkafka's timeout.
+      log::Warning("topic ", msg.topic, ": message.timeout.ms=", ms,
+                   " refused (", err, "); its batches use the default");
+    }
+  }
+  // librdkafka takes `conf` over, also when it refuses the topic.
+  kafka::TopicPtr handle(rd_kafka_topic_new(producer, msg.topic.c_str(), conf));
+  if (!handle) {
+    error = StrCat("librdkafka refused a handle for the topic (",
+                   rd_kafka_err2str(rd_kafka_last_error()), ")");
+    return nullptr;
+  }
+  // Another thread may have made one meanwhile: keep the first (a spare
+  // handle is destroyed after the lock is released).
+  MutexLock lock(&topics_mu_);
+  return topics_[lane].try_emplace(msg.topic, std::move(handle))
+      .first->second.get();
+}
+
+void Publisher::Poll() {
+  for (kafka::Producer& p : producers_) p.Poll();
+}
+
+void Publisher::OnDelivery(rd_kafka_message_t* msg) {
+  std::unique_ptr<BatchMessage> sent(static_cast<BatchMessage*>(msg->_private));
+  if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    counters_.batches_sent.Add();
+    return;
+  }
+  listener_->OnUnsent(sent->seq,
+                      StrCat("could not deliver the batch to ", sent->topic,
+                             ": ", rd_kafka_err2str(msg->err)));
+  LogUndelivered(*sent, msg->err);
+}
+
+// During an outage every batch fails: one line a second at most.
+void Publisher::LogUndelivered(const BatchMessage& msg,
+                               rd_kafka_resp_err_t err) {
+  uint64_t held_back = 0;
+  if (!undelivered_log_.Allow(held_back)) return;
+  log::Warning(held_back + 1, " batch(es) not delivered, latest ", msg.seq,
+               " to ", msg.topic, ": ", rd_kafka_err2str(err));
+}
+
+void Publisher::Close(absl::Time deadline) {
+  closing_.store(true);
+  while (publishing_.load() > 0) absl::SleepFor(absl::Microseconds(100));
+  // Topic handles go before their producers, destroyed outside the lock.
+  PerLane<absl::flat_hash_map<std::string, kafka::TopicPtr>> topics;
+  {
+    MutexLock lock(&topics_mu_);
+    std::swap(topics, topics_);
+  }
+  for (auto& handles : topics) handles.clear();
+  for (kafka::Producer& p : producers_) p.Close(deadline, absl::Seconds(1));
+}
+
+}  // namespace batchbus
