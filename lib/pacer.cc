@@ -55,7 +55,8 @@ void Pacer::OnRealtime(absl::Time now, absl::Duration delay) {
   const absl::Duration excess = Excess(now, delay);
   if (!active(now)) {
     Free(Decision::kNone);
-    window_ = Window{now};
+    window_ = Window();
+    window_.start = now;
     drain_start_ = now;
     drain_taken_ = 0;
   }
@@ -68,7 +69,8 @@ void Pacer::OnRealtime(absl::Time now, absl::Duration delay) {
   const absl::Duration span = state_ == State::kTrial ? kTrialSpan : kWindow;
   if (now - window_.start >= span && window_.samples >= kMinSamples) {
     Evaluate(now);
-    window_ = Window{now};
+    window_ = Window();
+    window_.start = now;
   }
 }
 
