@@ -22,12 +22,13 @@
 // counted, logged once with its topic/partition/offset, copied to the dead
 // letter topic, and passed.
 //
-// Thread-safety: Next(), Task methods and Stats are safe from any thread;
-// several worker threads may call Next() at once. Shutdown() is
-// async-signal-safe. Close() must not race with itself.
+// Thread-safety: every method is safe from any thread; several worker
+// threads may call Next() at once. Shutdown() is async-signal-safe.
 //
-// Lifetime: Tasks must be answered or destroyed before Close() returns;
-// the destructor calls Close(config.close_timeout).
+// Lifetime: Close() waits for handed-out Tasks to be answered; the
+// destructor calls Close(config.close_timeout). A Task answered after Close()
+// returned (or after the Processor was destroyed) gets FailedPrecondition,
+// and its batch is processed again by the partition's next owner.
 #ifndef BATCHBUS_PROCESSOR_H_
 #define BATCHBUS_PROCESSOR_H_
 
@@ -81,8 +82,9 @@ class Task {
   struct State;
 
  private:
-  friend class Processor;
+  friend class ProcessorCore;
   explicit Task(State* state) : state_(state) {}
+  void Reset();
   State* state_ = nullptr;
 };
 
@@ -101,9 +103,16 @@ class Processor {
     uint64_t malformed_messages = 0;  // Sent to the dead letter topic.
     uint64_t result_messages = 0;     // Acknowledged by the broker.
     uint64_t unknown_group = 0;       // Run() had no handler.
+    // Result messages that could not be delivered (their reply address
+    // does not exist, or they kept failing), copied to the dead letter
+    // topic instead; their batches are committed.
+    uint64_t results_dead_lettered = 0;
     // Times Next() held a normal or slow job back for realtime pacing
     // (Config::realtime_pacing).
     uint64_t paced = 0;
+    // Pacing trials started, and given up because cutting did not help.
+    uint64_t pacing_trials = 0;
+    uint64_t pacing_gave_up = 0;
   };
 
   // Joins the consumer groups "{namespace}.{processor}" (normal and slow

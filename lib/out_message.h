@@ -1,0 +1,41 @@
+// A message the processor sends: a result message for one submitter
+// instance, or a dead-letter copy. The outbox produces it; what it
+// acknowledges travels with it.
+#ifndef BATCHBUS_LIB_OUT_MESSAGE_H_
+#define BATCHBUS_LIB_OUT_MESSAGE_H_
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "in_batch.h"
+
+namespace batchbus {
+
+struct OutMessage {
+  enum class Kind {
+    kResults,        // Results for one submitter instance.
+    kMalformedCopy,  // A malformed job message, copied to the dead letters.
+    kResultsCopy,    // Results that could not be delivered, copied there.
+  };
+  Kind kind = Kind::kResults;
+  std::string topic;
+  int32_t partition = -1;  // RD_KAFKA_PARTITION_UA: the partitioner's pick.
+  std::string key;
+  std::string payload;
+  std::vector<std::pair<std::string, std::string>> headers;
+  bool realtime = false;  // Goes through the realtime lane's producer.
+
+  // Results (and their dead-letter copy): the results carried, per batch.
+  std::vector<std::pair<InBatch*, uint32_t>> acks;
+  // A dead-letter copy of a malformed job message.
+  InBatch* dead_letter_for = nullptr;
+
+  // Outbox bookkeeping.
+  int attempts = 0;
+};
+
+}  // namespace batchbus
+
+#endif  // BATCHBUS_LIB_OUT_MESSAGE_H_

@@ -1,0 +1,168 @@
+#include "outbox.h"
+
+#include <algorithm>
+
+#include "log.h"
+#include "strcat.h"
+
+namespace batchbus {
+
+absl::Status Outbox::Start(int wakeup_fd) {
+  for (Lane lane : kAllLanes) {
+    auto p = kafka::Producer::Create(config_, {}, this, wakeup_fd);
+    if (!p.ok()) return p.status();
+    producers_[lane] = std::move(*p);
+  }
+  return absl::OkStatus();
+}
+
+bool Outbox::IsPermanent(rd_kafka_resp_err_t err) {
+  switch (err) {
+    case RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION:
+    case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
+    case RD_KAFKA_RESP_ERR__INVALID_ARG:
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_INVALID_MSG:
+    case RD_KAFKA_RESP_ERR_INVALID_RECORD:
+    case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:
+    case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_POLICY_VIOLATION:
+      return true;
+    default:
+      return false;
+  }
+}
+
+void Outbox::Send(std::unique_ptr<OutMessage> msg) {
+  pending_.fetch_add(1, std::memory_order_acq_rel);
+  Dispatch(std::move(msg));
+}
+
+void Outbox::Dispatch(std::unique_ptr<OutMessage> msg) {
+  sending_.fetch_add(1);
+  if (closing_.load()) {
+    sending_.fetch_sub(1);
+    Report(std::move(msg), Failure::kClosed, "the processor closed");
+    return;
+  }
+  const rd_kafka_resp_err_t err = Produce(msg.get());
+  sending_.fetch_sub(1);
+  if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    msg.release();  // The delivery report owns it now.
+    return;
+  }
+  Failed(std::move(msg), err, err == RD_KAFKA_RESP_ERR__QUEUE_FULL);
+}
+
+rd_kafka_resp_err_t Outbox::Produce(OutMessage* msg) {
+  rd_kafka_headers_t* headers = nullptr;
+  if (!msg->headers.empty()) {
+    headers = rd_kafka_headers_new(msg->headers.size());
+    for (const auto& [name, value] : msg->headers) {
+      rd_kafka_header_add(headers, name.data(),
+                          static_cast<ssize_t>(name.size()), value.data(),
+                          static_cast<ssize_t>(value.size()));
+    }
+  }
+  const Lane lane = msg->realtime ? Lane::kRealtime : Lane::kBulk;
+  rd_kafka_resp_err_t err = rd_kafka_producev(
+      producers_[lane].get(), RD_KAFKA_V_TOPIC(msg->topic.c_str()),
+      RD_KAFKA_V_PARTITION(msg->partition),
+      RD_KAFKA_V_KEY(msg->key.data(), msg->key.size()),
+      RD_KAFKA_V_VALUE(msg->payload.data(), msg->payload.size()),
+      RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_OPAQUE(msg), RD_KAFKA_V_END);
+  // librdkafka owns the headers only once it took the message.
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR && headers != nullptr) {
+    rd_kafka_headers_destroy(headers);
+  }
+  return err;
+}
+
+void Outbox::OnDelivery(rd_kafka_message_t* report) {
+  std::unique_ptr<OutMessage> msg(static_cast<OutMessage*>(report->_private));
+  const rd_kafka_resp_err_t err = report->err;
+  if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    listener_->OnSent(std::move(msg));
+    pending_.fetch_sub(1, std::memory_order_acq_rel);
+    return;
+  }
+  Failed(std::move(msg), err, false);
+}
+
+void Outbox::Failed(std::unique_ptr<OutMessage> msg, rd_kafka_resp_err_t err,
+                    bool queue_full) {
+  std::string why = StrCat(rd_kafka_err2str(err), " (", msg->topic,
+                           msg->partition >= 0 ? StrCat("[", msg->partition, "]")
+                                               : std::string(),
+                           ")");
+  if (closing_.load() || err == RD_KAFKA_RESP_ERR__PURGE_QUEUE ||
+      err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT) {
+    Report(std::move(msg), Failure::kClosed, std::move(why));
+    return;
+  }
+  if (IsPermanent(err)) {
+    Report(std::move(msg), Failure::kPermanent, std::move(why));
+    return;
+  }
+  // A full local queue is back-pressure, not a failure of the message.
+  if (!queue_full && ++msg->attempts >= options_.max_attempts) {
+    Report(std::move(msg), Failure::kExhausted,
+           StrCat(why, " after ", options_.max_attempts, " attempts"));
+    return;
+  }
+  absl::Duration backoff = options_.first_backoff;
+  for (int i = 1; i < msg->attempts && backoff < options_.max_backoff; ++i) {
+    backoff *= 2;
+  }
+  backoff = std::min(backoff, options_.max_backoff);
+  uint64_t held_back = 0;
+  if (retry_log_.Allow(held_back)) {
+    log::Warning("message to ", msg->topic, " not sent: ", why, "; retrying in ",
+                 absl::FormatDuration(backoff), " (", held_back,
+                 " more such since the last line)");
+  }
+  MutexLock lock(&mu_);
+  retries_.push_back({absl::Now() + backoff, std::move(msg)});
+}
+
+void Outbox::Report(std::unique_ptr<OutMessage> msg, Failure failure,
+                    std::string why) {
+  listener_->OnUndeliverable(std::move(msg), failure, std::move(why));
+  pending_.fetch_sub(1, std::memory_order_acq_rel);
+}
+
+absl::Time Outbox::Poll(absl::Time now) {
+  for (kafka::Producer& p : producers_) p.Poll();
+  std::vector<std::unique_ptr<OutMessage>> due;
+  absl::Time next = absl::InfiniteFuture();
+  {
+    MutexLock lock(&mu_);
+    auto keep = std::partition(retries_.begin(), retries_.end(),
+                               [&](const Retry& r) { return r.due > now; });
+    for (auto it = keep; it != retries_.end(); ++it) {
+      due.push_back(std::move(it->msg));
+    }
+    retries_.erase(keep, retries_.end());
+    for (const Retry& r : retries_) next = std::min(next, r.due);
+  }
+  for (auto& msg : due) Dispatch(std::move(msg));
+  return next;
+}
+
+void Outbox::Close(absl::Time deadline) {
+  if (closing_.exchange(true)) return;
+  while (sending_.load() > 0) absl::SleepFor(absl::Microseconds(100));
+  std::vector<Retry> waiting;
+  {
+    MutexLock lock(&mu_);
+    waiting.swap(retries_);
+  }
+  for (Retry& r : waiting) {
+    Report(std::move(r.msg), Failure::kClosed, "the processor closed");
+  }
+  for (kafka::Producer& p : producers_) p.Close(deadline, absl::ZeroDuration());
+}
+
+}  // namespace batchbus

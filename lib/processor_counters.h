@@ -1,0 +1,43 @@
+// The Processor's statistics: counters that the parts bump without the
+// state lock, read together as a Processor::Stats snapshot.
+//
+// Threads: any thread bumps them (relaxed atomics); GetStats() reads them.
+#ifndef BATCHBUS_LIB_PROCESSOR_COUNTERS_H_
+#define BATCHBUS_LIB_PROCESSOR_COUNTERS_H_
+
+#include "batchbus/processor.h"
+#include "counter.h"
+
+namespace batchbus {
+
+// Worker threads bump the first two; the poller thread the rest.
+struct ProcessorCounters {
+  alignas(64) Counter handed_out;
+  alignas(64) Counter answered_ok;
+  alignas(64) Counter answered_error;
+  alignas(64) Counter batches_received;
+  Counter batches_committed;
+  Counter malformed_messages;
+  Counter result_messages;
+  Counter results_dead_lettered;
+  Counter unknown_group;
+
+  // Everything but the scheduler's figures, which its lock guards.
+  Processor::Stats Snapshot() const {
+    Processor::Stats s;
+    s.handed_out = handed_out.Get();
+    s.processed_ok = answered_ok.Get();
+    s.processed_error = answered_error.Get();
+    s.batches_received = batches_received.Get();
+    s.batches_committed = batches_committed.Get();
+    s.malformed_messages = malformed_messages.Get();
+    s.result_messages = result_messages.Get();
+    s.results_dead_lettered = results_dead_lettered.Get();
+    s.unknown_group = unknown_group.Get();
+    return s;
+  }
+};
+
+}  // namespace batchbus
+
+#endif  // BATCHBUS_LIB_PROCESSOR_COUNTERS_H_

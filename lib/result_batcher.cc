@@ -1,0 +1,93 @@
+#include "result_batcher.h"
+
+#include "json.h"
+
+namespace batchbus {
+
+size_t ResultBatcher::EntryBytes(bool ok, std::string_view text) {
+  return wire::kResultOverhead + (ok ? text.size() : json::QuotedSize(text));
+}
+
+bool ResultBatcher::Add(InBatch* batch, uint32_t index, bool ok,
+                        std::string_view text, absl::Time now,
+                        Sealed& sealed) {
+  const wire::DecodedBatch& d = batch->decoded;
+  Buffer& buffer = buffers_[batch->reply_key];
+  // Keys are hashes: a collision shares a buffer with another address.
+  const bool same_address = buffer.instance == d.instance &&
+                            buffer.partition == d.reply_partition &&
+                            buffer.topic == d.reply_topic;
+  if (!buffer.writer.empty() &&
+      (!same_address || buffer.writer.size() + EntryBytes(ok, text) >
+                            options_.max_message_bytes)) {
+    Seal(buffer, sealed);
+  }
+  bool opened = false;
+  if (buffer.writer.empty()) {
+    if (!same_address) {
+      buffer.instance = std::string(d.instance);
+      buffer.topic = std::string(d.reply_topic);
+      buffer.partition = d.reply_partition;
+    }
+    buffer.writer.Begin(buffer.instance);
+    buffer.deadline = now + options_.linger;
+    opened = true;
+  }
+  const JobId& id = d.jobs[index].id;
+  if (ok) {
+    buffer.writer.AddOk(d.seq, index, id, text);
+  } else {
+    buffer.writer.AddError(d.seq, index, id, text);
+  }
+  if (!buffer.acks.empty() && buffer.acks.back().first == batch) {
+    ++buffer.acks.back().second;
+  } else {
+    buffer.acks.emplace_back(batch, 1);
+  }
+  ++batch->answered;
+  const bool realtime = batch->priority == Priority::kRealtime;
+  buffer.realtime |= realtime;
+  if (realtime || batch->answered == batch->size ||
+      buffer.writer.size() >= options_.result_max_bytes) {
+    Seal(buffer, sealed);
+  }
+  return opened && !buffer.writer.empty();
+}
+
+absl::Time ResultBatcher::SealDue(absl::Time now, Sealed& sealed) {
+  absl::Time next = absl::InfiniteFuture();
+  for (auto& [key, buffer] : buffers_) {
+    if (buffer.writer.empty()) continue;
+    if (buffer.deadline <= now) {
+      Seal(buffer, sealed);
+    } else {
+      next = std::min(next, buffer.deadline);
+    }
+  }
+  return next;
+}
+
+void ResultBatcher::SealAll(Sealed& sealed) {
+  for (auto& [key, buffer] : buffers_) Seal(buffer, sealed);
+}
+
+size_t ResultBatcher::open_results() const {
+  size_t n = 0;
+  for (const auto& [key, buffer] : buffers_) n += buffer.writer.results();
+  return n;
+}
+
+void ResultBatcher::Seal(Buffer& buffer, Sealed& sealed) {
+  if (buffer.writer.empty()) return;
+  auto out = std::make_unique<OutMessage>();
+  out->topic = buffer.topic;
+  out->partition = buffer.partition;
+  out->key = buffer.instance;
+  out->payload = buffer.writer.Finish();
+  out->acks.swap(buffer.acks);
+  out->realtime = buffer.realtime;
+  buffer.realtime = false;
+  sealed.push_back(std::move(out));
+}
+
+}  // namespace batchbus

@@ -1,0 +1,75 @@
+// Result batcher: the results of one submitter instance's jobs, gathered
+// into result messages (one open message per reply address). A message is
+// sealed when it holds a realtime result, completes a batch, reaches
+// result_max_bytes, would pass max_message_bytes with the next result, or
+// has lingered result_linger since its first result.
+//
+// Pure: no Kafka, no clock of its own. Threads: not thread-safe; the
+// processor calls it under its state lock.
+#ifndef BATCHBUS_LIB_RESULT_BATCHER_H_
+#define BATCHBUS_LIB_RESULT_BATCHER_H_
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/time/time.h"
+#include "in_batch.h"
+#include "out_message.h"
+#include "wire.h"
+
+namespace batchbus {
+
+class ResultBatcher {
+ public:
+  struct Options {
+    size_t max_message_bytes = 1'000'000;
+    size_t result_max_bytes = 256 * 1024;
+    absl::Duration linger = absl::Milliseconds(5);
+  };
+  using Sealed = std::vector<std::unique_ptr<OutMessage>>;
+
+  explicit ResultBatcher(Options options) : options_(options) {}
+
+  // Bytes one result adds to a message.
+  static size_t EntryBytes(bool ok, std::string_view text);
+
+  // Adds the result of job `index` of `batch` (ok: `text` is its JSON
+  // result; else `text` is the error). Messages it seals go to `sealed`.
+  // Returns true when it opened a message, whose linger ends at
+  // now + linger.
+  bool Add(InBatch* batch, uint32_t index, bool ok, std::string_view text,
+           absl::Time now, Sealed& sealed);
+
+  // Seals the messages whose linger ended; returns when the next one ends
+  // (InfiniteFuture when none is open).
+  absl::Time SealDue(absl::Time now, Sealed& sealed);
+
+  // Seals every open message.
+  void SealAll(Sealed& sealed);
+
+  // Results added and not sealed yet.
+  size_t open_results() const;
+
+ private:
+  struct Buffer {
+    std::string instance;
+    std::string topic;
+    int32_t partition = 0;
+    wire::ResultWriter writer;
+    std::vector<std::pair<InBatch*, uint32_t>> acks;
+    absl::Time deadline;
+    bool realtime = false;
+  };
+  void Seal(Buffer& buffer, Sealed& sealed);
+
+  Options options_;
+  absl::flat_hash_map<size_t, Buffer> buffers_;  // By InBatch::reply_key.
+};
+
+}  // namespace batchbus
+
+#endif  // BATCHBUS_LIB_RESULT_BATCHER_H_
