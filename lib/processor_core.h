@@ -1,0 +1,156 @@
+// The processor's core: what ties the parts of a Processor together. The
+// facade (batchbus/processor.h) and every handed-out Task share it.
+//
+// Threads: one internal poller thread runs the Kafka side: rebalances,
+// reading job messages while the scheduler has room, sealing lingering
+// result messages, delivery reports and retries. Worker threads call Next()
+// and answer Tasks. State shared between them is guarded by `mu_`; no
+// librdkafka call and no log line happens under it on the per-job path.
+//
+// Files: processor.cc (setup, the poller, Next, Close, the facade),
+// task.cc (answers and Task), batch_settlement.cc (assignment, deliveries,
+// commits and dead-lettered results).
+#ifndef BATCHBUS_LIB_PROCESSOR_CORE_H_
+#define BATCHBUS_LIB_PROCESSOR_CORE_H_
+
+#include <atomic>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "batchbus/processor.h"
+#include "in_batch.h"
+#include "intake.h"
+#include "job_consumers.h"
+#include "log_throttle.h"
+#include "mutex.h"
+#include "offset_tracker.h"
+#include "outbox.h"
+#include "processor_counters.h"
+#include "result_batcher.h"
+#include "scheduler.h"
+#include "wakeup.h"
+
+namespace batchbus {
+
+inline PerPriority<std::string> TopicsOf(const Config& config,
+                                  const std::string& name) {
+  PerPriority<std::string> topics;
+  for (Priority p : kAllPriorities) topics[p] = config.TopicFor(name, p);
+  return topics;
+}
+
+inline Scheduler::Options SchedulerOptions(const Config& config) {
+  Scheduler::Options o;
+  o.prefetch_jobs = config.prefetch_jobs;
+  o.pacing = config.realtime_pacing;
+  o.pacer.target = config.realtime_pacing_target;
+  return o;
+}
+
+// Offsets to store once the state lock is released.
+using Commits = std::vector<std::pair<PartitionKey, int64_t>>;
+
+class ProcessorCore final : public std::enable_shared_from_this<ProcessorCore>,
+                            JobConsumers::Listener,
+                            Outbox::Listener {
+ public:
+  ProcessorCore(Config config, std::string name)
+      : config_(std::move(config)),
+        name_(std::move(name)),
+        topics_(TopicsOf(config_, name_)),
+        intake_(name_, config_.DeadLetterTopicFor(name_)),
+        scheduler_(SchedulerOptions(config_)),
+        results_({config_.max_message_bytes, config_.result_max_bytes,
+                  config_.result_linger}),
+        outbox_(config_, this),
+        consumers_(config_, name_, topics_, this) {}
+
+  absl::Status Start();
+  absl::StatusOr<Task> Next(absl::Duration timeout);
+  absl::Status Answer(Task::State* state, bool ok, std::string_view text);
+  bool Release(Task::State* state);
+  bool Answered(const Task::State* state) {
+    MutexLock lock(&mu_);
+    return state->answered;
+  }
+  absl::Status Close(absl::Duration timeout);
+  void Shutdown() {
+    shutdown_.store(true, std::memory_order_release);
+    wakeup_.Notify();
+  }
+  bool shutdown_requested() const {
+    return shutdown_.load(std::memory_order_acquire);
+  }
+  void CountUnknownGroup(std::string_view group);
+  Processor::Stats Stats();
+  const std::string& name() const { return name_; }
+  const Config& config() const { return config_; }
+
+ private:
+  // JobConsumers::Listener (poller thread, and Close).
+  void OnAssigned(PartitionKey partition) override;
+  void OnRevoked(PartitionKey partition) override;
+  void OnStray(Priority p, kafka::MessagePtr msg) override { Accept(p, std::move(msg)); }
+  // Outbox::Listener.
+  void OnSent(std::unique_ptr<OutMessage> msg) override;
+  void OnUndeliverable(std::unique_ptr<OutMessage> msg, Outbox::Failure failure,
+                       std::string why) override;
+
+  void PollerLoop();
+  bool ReadPriority(Priority p);
+  void Accept(Priority p, kafka::MessagePtr msg);
+  void DeadLetterResults(std::unique_ptr<OutMessage> msg, std::string why);
+  // Counts the batches a message acknowledged as acknowledged.
+  void Acknowledge(const OutMessage& msg, Commits& commits)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Commits a batch that is done, and frees one that nothing refers to.
+  void Settle(InBatch* batch, Commits& commits) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Store(const Commits& commits);
+  void Send(std::vector<std::unique_ptr<OutMessage>>& messages);
+  std::optional<Pacer::Decision> PacingToLog(absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void LogPacing(const Pacer::Decision& decision);
+
+  const Config config_;
+  const std::string name_;
+  const PerPriority<std::string> topics_;
+  WakeupPipe wakeup_;
+  Intake intake_;  // Poller thread only.
+  ProcessorCounters counters_;
+  LogThrottle malformed_log_, dead_letter_log_;
+  std::atomic<bool> shutdown_{false};
+  std::atomic<bool> stop_poller_{false};
+
+  Mutex mu_;
+  CondVar ready_cv_;  // Next() waiters.
+  CondVar done_cv_;   // Close() waiting for answers and deliveries.
+  Scheduler scheduler_ ABSL_GUARDED_BY(mu_);
+  ResultBatcher results_ ABSL_GUARDED_BY(mu_);
+  OffsetTracker offsets_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_set<std::unique_ptr<InBatch>> batches_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_set<PartitionKey> assigned_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_set<std::string> warned_groups_ ABSL_GUARDED_BY(mu_);
+  size_t outstanding_answers_ ABSL_GUARDED_BY(mu_) = 0;  // Handed, unanswered.
+  size_t unsent_ ABSL_GUARDED_BY(mu_) = 0;  // Sealed, not yet in the outbox.
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;  // Answers are refused.
+  uint64_t logged_decisions_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Time next_pacing_log_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+
+  Mutex close_mu_;  // Serializes Close() calls.
+  bool close_done_ ABSL_GUARDED_BY(close_mu_) = false;
+
+  // Last: destroyed first, so that no librdkafka callback reaches a field
+  // that is already gone.
+  Outbox outbox_;
+  JobConsumers consumers_;
+  std::thread poller_;
+};
+
+}  // namespace batchbus
+
+#endif  // BATCHBUS_LIB_PROCESSOR_CORE_H_

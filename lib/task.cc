@@ -1,0 +1,121 @@
+// Answers: a Task's result goes to the result batcher, and a Task that lets
+// go of its job lets its batch be committed or freed.
+#include <string>
+
+#include "json.h"
+#include "processor_core.h"
+#include "strcat.h"
+
+namespace batchbus {
+
+absl::Status ProcessorCore::Answer(Task::State* state, bool ok,
+                                   std::string_view text) {
+  // An error message is for people: cap it rather than refuse it.
+  constexpr size_t kMaxErrorBytes = 16 * 1024;
+  std::string capped;
+  if (ok) {
+    if (auto s = json::Validate(text, "result"); !s.ok()) return s;
+    text = json::TrimWhitespace(text);
+  } else if (text.size() > kMaxErrorBytes) {
+    capped = StrCat(text.substr(0, kMaxErrorBytes), "... (truncated)");
+    text = capped;
+  }
+  if (ResultBatcher::EntryBytes(ok, text) + wire::kResultOverhead >
+      config_.max_message_bytes) {
+    return absl::InvalidArgumentError(StrCat(
+        "result of ", text.size(), " bytes does not fit in one message ",
+        "(max_message_bytes = ", config_.max_message_bytes, ")"));
+  }
+  std::vector<std::unique_ptr<OutMessage>> sealed;
+  bool opened = false;
+  {
+    MutexLock lock(&mu_);
+    if (closed_) {
+      return absl::FailedPreconditionError(
+          "the processor is closed; the job's batch is processed again by "
+          "the next owner of its partition");
+    }
+    if (state->answered) {
+      return absl::FailedPreconditionError("job was already answered");
+    }
+    state->answered = true;
+    opened = results_.Add(state->batch, state->index, ok, text, absl::Now(), sealed);
+    unsent_ += sealed.size();
+    if (--outstanding_answers_ == 0) done_cv_.SignalAll();
+  }
+  (ok ? counters_.answered_ok : counters_.answered_error).Add();
+  if (opened) wakeup_.Notify();  // The poller seals it when it lingered.
+  Send(sealed);
+  return absl::OkStatus();
+}
+
+// A Task lets go of its job. Returns false, releasing nothing, when the job
+// was never answered and can still be: the caller answers it first.
+bool ProcessorCore::Release(Task::State* state) {
+  Commits commits;
+  {
+    MutexLock lock(&mu_);
+    if (!state->answered) {
+      if (!closed_) return false;
+      --outstanding_answers_;  // Left unanswered: its batch stays uncommitted.
+    }
+    InBatch* batch = state->batch;
+    state->core.reset();  // The caller holds a reference until it returns.
+    --batch->live;
+    Settle(batch, commits);
+  }
+  Store(commits);
+  return true;
+}
+
+// ------------------------------------------------------------------ Task
+
+Task::Task(Task&& other) noexcept : state_(std::exchange(other.state_, nullptr)) {}
+
+Task& Task::operator=(Task&& other) noexcept {
+  if (this != &other) {
+    Reset();
+    state_ = std::exchange(other.state_, nullptr);
+  }
+  return *this;
+}
+
+Task::~Task() { Reset(); }
+
+// Lets go of the job, failing it first when it was not answered.
+void Task::Reset() {
+  if (state_ == nullptr) return;
+  // Held here: releasing the last job may drop the last other reference.
+  std::shared_ptr<ProcessorCore> core = state_->core;
+  if (!core->Release(state_)) {
+    (void)core->Answer(state_, false, "handler returned without answering the job");
+    core->Release(state_);
+  }
+  state_ = nullptr;
+}
+
+const JobId& Task::id() const { return state_->batch->decoded.jobs[state_->index].id; }
+std::string_view Task::processor() const { return state_->batch->decoded.processor; }
+std::string_view Task::group() const {
+  return state_->batch->decoded.jobs[state_->index].group;
+}
+Priority Task::priority() const { return state_->batch->priority; }
+std::string_view Task::data() const {
+  return state_->batch->decoded.jobs[state_->index].data;
+}
+
+bool Task::answered() const {
+  return state_ == nullptr || state_->core->Answered(state_);
+}
+
+absl::Status Task::Complete(std::string_view result_json) {
+  if (state_ == nullptr) return absl::FailedPreconditionError("empty task");
+  return state_->core->Answer(state_, true, result_json);
+}
+
+absl::Status Task::Fail(std::string_view error) {
+  if (state_ == nullptr) return absl::FailedPreconditionError("empty task");
+  return state_->core->Answer(state_, false, error);
+}
+
+}  // namespace batchbus
