@@ -240,20 +240,20 @@ absl::Status ProcessorCore::Close(absl::Duration timeout) {
   if (close_done_) return absl::OkStatus();
   close_done_ = true;
   absl::Status status = absl::OkStatus();
+  // Handed-out jobs get answered, then every result is sealed, sent and
+  // acknowledged; the poller keeps serving delivery reports meanwhile.
+  std::vector<std::unique_ptr<OutMessage>> sealed;
   {
-    // Handed-out jobs get answered, then every result is sealed, sent and
-    // acknowledged; the poller keeps serving delivery reports meanwhile.
     MutexLock lock(&mu_);
     ready_cv_.SignalAll();
     while (outstanding_answers_ > 0 && !done_cv_.WaitWithDeadline(&mu_, deadline)) {
     }
-    std::vector<std::unique_ptr<OutMessage>> sealed;
     results_.SealAll(sealed);
     unsent_ += sealed.size();
-    {
-      MutexUnlock unlock(&mu_);
-      Send(sealed);
-    }
+  }
+  Send(sealed);
+  {
+    MutexLock lock(&mu_);
     // The outbox counts without this lock: look again every few ms.
     while ((unsent_ > 0 || outbox_.pending() > 0) && absl::Now() < deadline) {
       done_cv_.WaitWithTimeout(
