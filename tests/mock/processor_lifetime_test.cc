@@ -108,37 +108,13 @@ TEST_F(ProcessorLifetimeTest, UnproducibleReplyAddressIsDeadLetteredAndPassed) {
   EXPECT_LT(absl::Now() - start, absl::Seconds(5));
 
   // The dead letter says why and where from.
-  auto conf = kafka::MakeConf(config_, kafka::Role::kConsumer,
-                              {{"group.id", config_.ns + ".dlq"},
-                               {"auto.offset.reset", "earliest"}});
-  ASSERT_TRUE(conf.ok());
-  auto consumer = kafka::MakeHandle(RD_KAFKA_CONSUMER, std::move(*conf));
-  ASSERT_TRUE(consumer.ok());
-  kafka::PartitionListPtr topics(rd_kafka_topic_partition_list_new(1));
-  rd_kafka_topic_partition_list_add(topics.get(),
-                                    config_.DeadLetterTopicFor("app").c_str(),
-                                    RD_KAFKA_PARTITION_UA);
-  ASSERT_EQ(rd_kafka_subscribe(consumer->get(), topics.get()), 0);
-  kafka::MessagePtr dead;
-  const absl::Time deadline = absl::Now() + absl::Seconds(30);
-  while (!dead && absl::Now() < deadline) {
-    kafka::MessagePtr m(rd_kafka_consumer_poll(consumer->get(), 200));
-    if (m && !m->err) dead = std::move(m);
-  }
+  kafka::MessagePtr dead = FirstMessageOn(
+      config_, config_.DeadLetterTopicFor("app"), absl::Seconds(30));
   ASSERT_TRUE(dead);
-  rd_kafka_headers_t* headers = nullptr;
-  ASSERT_EQ(rd_kafka_message_headers(dead.get(), &headers), 0);
-  auto header = [&](const char* name) {
-    const void* value = nullptr;
-    size_t size = 0;
-    if (rd_kafka_header_get_last(headers, name, &value, &size) != 0) return std::string();
-    return std::string(static_cast<const char*>(value), size);
-  };
-  EXPECT_NE(header("batchbus.error").find("[999]"), std::string::npos)
-      << header("batchbus.error");
-  EXPECT_EQ(header("batchbus.origin"),
+  EXPECT_NE(HeaderOf(dead.get(), "batchbus.error").find("[999]"), std::string::npos)
+      << HeaderOf(dead.get(), "batchbus.error");
+  EXPECT_EQ(HeaderOf(dead.get(), "batchbus.origin"),
             config_.TopicFor("app", Priority::kNormal) + "[0]@0");
-  rd_kafka_consumer_close(consumer->get());
 
   // The offset passed: the next processor does not run the batch again.
   RunningProcessor next(config_, "app", {{"echo", handler}});

@@ -455,35 +455,13 @@ TEST_F(EndToEndTest, MalformedMessageGoesToDeadLetterTopicAndIsPassed) {
   EXPECT_EQ(processor->GetStats().malformed_messages, 1u);
 
   // The dead-letter topic holds the original bytes and the reason.
-  auto conf = kafka::MakeConf(config_, kafka::Role::kConsumer,
-                              {{"group.id", config_.ns + ".dlq"},
-                               {"auto.offset.reset", "earliest"}});
-  ASSERT_TRUE(conf.ok());
-  auto consumer = kafka::MakeHandle(RD_KAFKA_CONSUMER, std::move(*conf));
-  ASSERT_TRUE(consumer.ok());
-  kafka::PartitionListPtr topics(rd_kafka_topic_partition_list_new(1));
-  rd_kafka_topic_partition_list_add(topics.get(),
-                                    config_.DeadLetterTopicFor("app").c_str(),
-                                    RD_KAFKA_PARTITION_UA);
-  ASSERT_EQ(rd_kafka_subscribe(consumer->get(), topics.get()), 0);
-  kafka::MessagePtr dead;
-  const absl::Time deadline = absl::Now() + absl::Seconds(30);
-  while (!dead && absl::Now() < deadline) {
-    kafka::MessagePtr m(rd_kafka_consumer_poll(consumer->get(), 200));
-    if (m && !m->err) dead = std::move(m);
-  }
+  kafka::MessagePtr dead = FirstMessageOn(
+      config_, config_.DeadLetterTopicFor("app"), absl::Seconds(30));
   ASSERT_TRUE(dead);
   EXPECT_EQ(std::string(static_cast<char*>(dead->payload), dead->len),
             "{\"v\":1,\"jobs\":[{\"id\":");
-  rd_kafka_headers_t* headers = nullptr;
-  ASSERT_EQ(rd_kafka_message_headers(dead.get(), &headers), 0);
-  const void* value = nullptr;
-  size_t size = 0;
-  ASSERT_EQ(rd_kafka_header_get_last(headers, "batchbus.error", &value, &size),
-            0);
-  EXPECT_NE(std::string(static_cast<const char*>(value), size).find("[0]@0"),
+  EXPECT_NE(HeaderOf(dead.get(), "batchbus.error").find("[0]@0"),
             std::string::npos);
-  rd_kafka_consumer_close(consumer->get());
 }
 
 }  // namespace
