@@ -108,12 +108,12 @@ TEST_F(ProcessorLifetimeTest, UnproducibleReplyAddressIsDeadLetteredAndPassed) {
   EXPECT_LT(absl::Now() - start, absl::Seconds(5));
 
   // The dead letter says why and where from.
-  kafka::MessagePtr dead = FirstMessageOn(
+  std::optional<ReadMessage> dead = FirstMessageOn(
       config_, config_.DeadLetterTopicFor("app"), absl::Seconds(30));
   ASSERT_TRUE(dead);
-  EXPECT_NE(HeaderOf(dead.get(), "batchbus.error").find("[999]"), std::string::npos)
-      << HeaderOf(dead.get(), "batchbus.error");
-  EXPECT_EQ(HeaderOf(dead.get(), "batchbus.origin"),
+  EXPECT_NE(dead->Header("batchbus.error").find("[999]"), std::string::npos)
+      << dead->Header("batchbus.error");
+  EXPECT_EQ(dead->Header("batchbus.origin"),
             config_.TopicFor("app", Priority::kNormal) + "[0]@0");
 
   // The offset passed: the next processor does not run the batch again.

@@ -455,12 +455,12 @@ TEST_F(EndToEndTest, MalformedMessageGoesToDeadLetterTopicAndIsPassed) {
   EXPECT_EQ(processor->GetStats().malformed_messages, 1u);
 
   // The dead-letter topic holds the original bytes and the reason.
-  kafka::MessagePtr dead = FirstMessageOn(
+  std::optional<ReadMessage> dead = FirstMessageOn(
       config_, config_.DeadLetterTopicFor("app"), absl::Seconds(30));
   ASSERT_TRUE(dead);
-  EXPECT_EQ(std::string(static_cast<char*>(dead->payload), dead->len),
+  EXPECT_EQ(dead->payload,
             "{\"v\":1,\"jobs\":[{\"id\":");
-  EXPECT_NE(HeaderOf(dead.get(), "batchbus.error").find("[0]@0"),
+  EXPECT_NE(dead->Header("batchbus.error").find("[0]@0"),
             std::string::npos);
 }
 

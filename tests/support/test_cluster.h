@@ -15,6 +15,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -178,41 +179,57 @@ inline bool Eventually(const std::function<bool()>& pred,
   return pred();
 }
 
+// A message read back, copied out of librdkafka (a consumer cannot be
+// destroyed while one of its messages lives).
+struct ReadMessage {
+  std::string payload;
+  std::vector<std::pair<std::string, std::string>> headers;
+  // The value of the last header `name`; empty when there is none.
+  std::string Header(std::string_view name) const {
+    for (auto it = headers.rbegin(); it != headers.rend(); ++it) {
+      if (it->first == name) return it->second;
+    }
+    return "";
+  }
+};
+
 // The first message on `topic`, read from its beginning by a group of its
-// own; null when none came within `timeout`.
-inline kafka::MessagePtr FirstMessageOn(const Config& config,
-                                        const std::string& topic,
-                                        absl::Duration timeout) {
+// own; nothing when none came within `timeout`.
+inline std::optional<ReadMessage> FirstMessageOn(const Config& config,
+                                                 const std::string& topic,
+                                                 absl::Duration timeout) {
   auto conf = kafka::MakeConf(config, kafka::Role::kConsumer,
                               {{"group.id", config.ns + ".reader." + topic},
                                {"auto.offset.reset", "earliest"}});
   EXPECT_TRUE(conf.ok()) << conf.status();
-  if (!conf.ok()) return nullptr;
+  if (!conf.ok()) return std::nullopt;
   auto consumer = kafka::MakeHandle(RD_KAFKA_CONSUMER, std::move(*conf));
   EXPECT_TRUE(consumer.ok()) << consumer.status();
-  if (!consumer.ok()) return nullptr;
+  if (!consumer.ok()) return std::nullopt;
   kafka::PartitionListPtr topics(rd_kafka_topic_partition_list_new(1));
   rd_kafka_topic_partition_list_add(topics.get(), topic.c_str(),
                                     RD_KAFKA_PARTITION_UA);
   EXPECT_EQ(rd_kafka_subscribe(consumer->get(), topics.get()), 0);
-  kafka::MessagePtr found;
+  std::optional<ReadMessage> found;
   const absl::Time deadline = absl::Now() + timeout;
   while (!found && absl::Now() < deadline) {
     kafka::MessagePtr m(rd_kafka_consumer_poll(consumer->get(), 200));
-    if (m && !m->err) found = std::move(m);
+    if (!m || m->err) continue;
+    found.emplace();
+    found->payload.assign(static_cast<const char*>(m->payload), m->len);
+    rd_kafka_headers_t* headers = nullptr;
+    if (rd_kafka_message_headers(m.get(), &headers) != 0) continue;
+    const char* name = nullptr;
+    const void* value = nullptr;
+    size_t size = 0;
+    for (size_t i = 0;
+         rd_kafka_header_get_all(headers, i, &name, &value, &size) == 0; ++i) {
+      found->headers.emplace_back(
+          name, std::string(static_cast<const char*>(value), size));
+    }
   }
   rd_kafka_consumer_close(consumer->get());
   return found;
-}
-
-// The value of a message's last header `name`; empty when it has none.
-inline std::string HeaderOf(rd_kafka_message_t* msg, const char* name) {
-  rd_kafka_headers_t* headers = nullptr;
-  if (rd_kafka_message_headers(msg, &headers) != 0) return "";
-  const void* value = nullptr;
-  size_t size = 0;
-  if (rd_kafka_header_get_last(headers, name, &value, &size) != 0) return "";
-  return std::string(static_cast<const char*>(value), size);
 }
 
 // The real broker for the kafka tier: $BATCHBUS_TEST_BROKERS, else
