@@ -106,8 +106,8 @@ void ProcessorCore::OnUndeliverable(std::unique_ptr<OutMessage> msg,
   uint64_t held_back = 0;
   if (dead_letter_log_.Allow(held_back)) {
     log::Error("could not write to the dead letter topic ", msg->topic, ": ",
-               why, "; the message is skipped (", held_back,
-               " more since the last line)");
+               why, "; the message is skipped",
+               LogThrottle::HeldBack(held_back));
   }
   OnSent(std::move(msg));
 }
@@ -135,8 +135,7 @@ void ProcessorCore::DeadLetterResults(std::unique_ptr<OutMessage> msg,
   uint64_t held_back = 0;
   if (dead_letter_log_.Allow(held_back)) {
     log::Warning("processor ", name_, ": ", error, "; copied to ", copy->topic,
-                 " (jobs from ", origin, "; ", held_back,
-                 " more since the last line)");
+                 " (jobs from ", origin, ")", LogThrottle::HeldBack(held_back));
   }
   outbox_.Send(std::move(copy));
 }

@@ -190,8 +190,8 @@ void JobConsumers::StoreOffset(PartitionKey partition, int64_t next_offset) {
     uint64_t held_back = 0;
     if (store_log_.Allow(held_back)) {
       log::Warning("could not store offset ", next_offset, " for ", topic, "[",
-                   partition.second, "]: ", rd_kafka_err2str(err), " (",
-                   held_back, " more such since the last line)");
+                   partition.second, "]: ", rd_kafka_err2str(err),
+                   LogThrottle::HeldBack(held_back));
     }
   }
 }

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cstdint>
 #include <limits>
+#include <string>
 
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -18,6 +19,13 @@ class LogThrottle {
  public:
   explicit LogThrottle(absl::Duration period = absl::Seconds(1))
       : period_ns_(absl::ToInt64Nanoseconds(period)) {}
+
+  // " (N more since the last line)" for a line that Allow() let out, or
+  // nothing when none was held back.
+  static std::string HeldBack(uint64_t held_back) {
+    if (held_back == 0) return std::string();
+    return " (" + std::to_string(held_back) + " more since the last line)";
+  }
 
   // True when a line may go out now; `held_back` then says how many lines
   // were refused since the last one that went out.

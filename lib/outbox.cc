@@ -120,8 +120,7 @@ void Outbox::Failed(std::unique_ptr<OutMessage> msg, rd_kafka_resp_err_t err,
   uint64_t held_back = 0;
   if (retry_log_.Allow(held_back)) {
     log::Warning("message to ", msg->topic, " not sent: ", why, "; retrying in ",
-                 absl::FormatDuration(backoff), " (", held_back,
-                 " more such since the last line)");
+                 absl::FormatDuration(backoff), LogThrottle::HeldBack(held_back));
   }
   MutexLock lock(&mu_);
   retries_.push_back({absl::Now() + backoff, std::move(msg)});

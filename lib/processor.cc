@@ -142,8 +142,8 @@ void ProcessorCore::Accept(Priority p, kafka::MessagePtr msg) {
     if (malformed_log_.Allow(held_back)) {
       log::Warning("malformed message at ", Intake::Where(in), " (",
                    FromAbsl(batch.status().message()), "); copied to ",
-                   config_.DeadLetterTopicFor(name_), " and skipped (",
-                   held_back, " more since the last line)");
+                   config_.DeadLetterTopicFor(name_), " and skipped",
+                   LogThrottle::HeldBack(held_back));
     }
   } else {
     counters_.batches_received.Add();

@@ -13,8 +13,8 @@ namespace {
 using ProcessorLifetimeTest = ClusterTest;
 
 TEST_F(ProcessorLifetimeTest, TaskAnsweredAfterCloseOrDestructionIsRefused) {
+  Collector results;  // Outlives the submitter, whose Close ends jobs.
   auto submitter = NewSubmitter();
-  Collector results;
   Job job = MakeJob("app", Priority::kNormal);
   ASSERT_TRUE(submitter->Submit(job, results.Callback()).ok());
   auto processor = Processor::Create(config_, "app");
@@ -35,8 +35,8 @@ TEST_F(ProcessorLifetimeTest, TaskAnsweredAfterCloseOrDestructionIsRefused) {
 }
 
 TEST_F(ProcessorLifetimeTest, TaskMovedOverAnUnansweredOneFailsThatJob) {
+  Collector results;  // Outlives the submitter, whose Close ends jobs.
   auto submitter = NewSubmitter();
-  Collector results;
   Job first = MakeJob("app", Priority::kNormal);
   Job second = MakeJob("app", Priority::kNormal);
   ASSERT_TRUE(submitter->Submit(first, results.Callback()).ok());
@@ -97,8 +97,8 @@ TEST_F(ProcessorLifetimeTest, UnproducibleReplyAddressIsDeadLetteredAndPassed) {
       absl::Seconds(30)));
   EXPECT_EQ(hostile_runs.load(), 1);
   // Work goes on, and Close is not held up by the hostile batch.
+  Collector results;  // Outlives the submitter, whose Close ends jobs.
   auto submitter = NewSubmitter();
-  Collector results;
   Job job = MakeJob("app", Priority::kNormal);
   ASSERT_TRUE(submitter->Submit(job, results.Callback()).ok());
   ASSERT_TRUE(results.WaitFor(1, absl::Seconds(30)));

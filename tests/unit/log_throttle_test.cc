@@ -17,5 +17,10 @@ TEST(LogThrottle, LetsOneLineOutPerPeriodAndCountsTheOthers) {
   EXPECT_EQ(held_back, 2u);
 }
 
+TEST(LogThrottle, HeldBackNoteSaysHowManyOnlyWhenAnyWere) {
+  EXPECT_EQ(LogThrottle::HeldBack(0), "");
+  EXPECT_EQ(LogThrottle::HeldBack(7), " (7 more since the last line)");
+}
+
 }  // namespace
 }  // namespace batchbus
