@@ -24,10 +24,10 @@ struct InBatch;
 
 // What a Task points to: one job of one batch.
 struct Task::State {
-  // Keeps the processor's core alive while the Task exists, so that a Task
-  // answered after Close (or after the Processor was destroyed) gets an
-  // error instead of reaching freed state. Set while handed out.
-  std::shared_ptr<ProcessorCore> core;
+  // Set while handed out. The core outlives every Task it handed out (it
+  // counts them), so a Task answered after Close, or after the Processor
+  // was destroyed, gets an error instead of reaching freed state.
+  ProcessorCore* core = nullptr;
   InBatch* batch = nullptr;
   uint32_t index = 0;
   bool answered = false;

@@ -8,8 +8,9 @@
 // messages per submitter instance), outbox (producing results and
 // dead-letter copies), offset_tracker (commits of done prefixes).
 //
-// Lifetime: the core is shared by the facade and every handed-out Task, so
-// a Task that outlives the Processor reaches a closed core, not freed state.
+// Lifetime: the core lives until the facade and every handed-out Task let
+// go of it, so a Task that outlives the Processor reaches a closed core,
+// not freed state. It counts its Tasks under its lock: no atomic per job.
 #include "batchbus/processor.h"
 
 #include <algorithm>
@@ -189,7 +190,8 @@ absl::StatusOr<Task> ProcessorCore::Next(absl::Duration timeout) {
                                                           : absl::InfinitePast();
       if (auto pick = scheduler_.Take(now, pace_wait)) {
         state = &pick->batch->tasks[pick->index];
-        state->core = shared_from_this();
+        state->core = this;
+        ++tasks_out_;
         ++pick->batch->live;
         ++outstanding_answers_;
         room_opened = pick->room_opened;
@@ -278,8 +280,9 @@ absl::Status ProcessorCore::Close(absl::Duration timeout) {
 
 // ------------------------------------------------------------- Processor
 
+// Owns the core until Close; then the last handed-out Task may.
 struct Processor::Impl {
-  std::shared_ptr<ProcessorCore> core;
+  ProcessorCore* core;
 };
 
 absl::StatusOr<std::unique_ptr<Processor>> Processor::Create(
@@ -288,20 +291,22 @@ absl::StatusOr<std::unique_ptr<Processor>> Processor::Create(
   if (processor.empty()) {
     return absl::InvalidArgumentError("processor name must not be empty");
   }
-  auto core = std::make_shared<ProcessorCore>(std::move(config),
+  auto core = std::make_unique<ProcessorCore>(std::move(config),
                                               std::move(processor));
   if (auto s = core->Start(); !s.ok()) {
     (void)core->Close(absl::ZeroDuration());  // Before any field goes.
     return s;
   }
   return std::unique_ptr<Processor>(
-      new Processor(std::make_unique<Impl>(Impl{std::move(core)})));
+      new Processor(std::make_unique<Impl>(Impl{core.release()})));
 }
 
 Processor::Processor(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 Processor::~Processor() {
-  if (impl_) (void)impl_->core->Close(impl_->core->config().close_timeout);
+  if (!impl_) return;
+  (void)impl_->core->Close(impl_->core->config().close_timeout);
+  if (impl_->core->Orphan()) delete impl_->core;
 }
 
 absl::StatusOr<Task> Processor::Next(absl::Duration timeout) {

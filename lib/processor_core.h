@@ -1,5 +1,6 @@
 // The processor's core: what ties the parts of a Processor together. The
-// facade (batchbus/processor.h) and every handed-out Task share it.
+// facade (batchbus/processor.h) and every handed-out Task refer to it; it
+// is deleted when the last of them lets go (Orphan(), Release()).
 //
 // Threads: one internal poller thread runs the Kafka side: rebalances,
 // reading job messages while the scheduler has room, sealing lingering
@@ -55,8 +56,7 @@ inline Scheduler::Options SchedulerOptions(const Config& config) {
 // Offsets to store once the state lock is released.
 using Commits = std::vector<std::pair<PartitionKey, int64_t>>;
 
-class ProcessorCore final : public std::enable_shared_from_this<ProcessorCore>,
-                            JobConsumers::Listener,
+class ProcessorCore final : JobConsumers::Listener,
                             Outbox::Listener {
  public:
   ProcessorCore(Config config, std::string name)
@@ -73,7 +73,15 @@ class ProcessorCore final : public std::enable_shared_from_this<ProcessorCore>,
   absl::Status Start();
   absl::StatusOr<Task> Next(absl::Duration timeout);
   absl::Status Answer(Task::State* state, bool ok, std::string_view text);
-  bool Release(Task::State* state);
+  // `last`: the caller must delete the core (see Orphan()).
+  bool Release(Task::State* state, bool& last);
+  // The facade lets go of the core after Close. True when no Task is out,
+  // and the caller deletes it; else the last Task to go does.
+  bool Orphan() {
+    MutexLock lock(&mu_);
+    orphaned_ = true;
+    return tasks_out_ == 0;
+  }
   bool Answered(const Task::State* state) {
     MutexLock lock(&mu_);
     return state->answered;
@@ -138,6 +146,8 @@ class ProcessorCore final : public std::enable_shared_from_this<ProcessorCore>,
   size_t outstanding_answers_ ABSL_GUARDED_BY(mu_) = 0;  // Handed, unanswered.
   size_t unsent_ ABSL_GUARDED_BY(mu_) = 0;  // Sealed, not yet in the outbox.
   bool closed_ ABSL_GUARDED_BY(mu_) = false;  // Answers are refused.
+  size_t tasks_out_ ABSL_GUARDED_BY(mu_) = 0;   // Task objects handed out.
+  bool orphaned_ ABSL_GUARDED_BY(mu_) = false;  // The facade let go.
   uint64_t logged_decisions_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Time next_pacing_log_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
 

@@ -9,8 +9,8 @@ size_t ResultBatcher::EntryBytes(bool ok, std::string_view text) {
 }
 
 bool ResultBatcher::Add(InBatch* batch, uint32_t index, bool ok,
-                        std::string_view text, absl::Time now,
-                        Sealed& sealed) {
+                        std::string_view text,
+                        absl::FunctionRef<absl::Time()> now, Sealed& sealed) {
   const wire::DecodedBatch& d = batch->decoded;
   Buffer& buffer = buffers_[batch->reply_key];
   // Keys are hashes: a collision shares a buffer with another address.
@@ -30,7 +30,7 @@ bool ResultBatcher::Add(InBatch* batch, uint32_t index, bool ok,
       buffer.partition = d.reply_partition;
     }
     buffer.writer.Begin(buffer.instance);
-    buffer.deadline = now + options_.linger;
+    buffer.deadline = now() + options_.linger;
     opened = true;
   }
   const JobId& id = d.jobs[index].id;

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/functional/function_ref.h"
 #include "absl/time/time.h"
 #include "in_batch.h"
 #include "out_message.h"
@@ -40,9 +41,9 @@ class ResultBatcher {
   // Adds the result of job `index` of `batch` (ok: `text` is its JSON
   // result; else `text` is the error). Messages it seals go to `sealed`.
   // Returns true when it opened a message, whose linger ends at
-  // now + linger.
+  // now() + linger (the clock is read only then).
   bool Add(InBatch* batch, uint32_t index, bool ok, std::string_view text,
-           absl::Time now, Sealed& sealed);
+           absl::FunctionRef<absl::Time()> now, Sealed& sealed);
 
   // Seals the messages whose linger ended; returns when the next one ends
   // (InfiniteFuture when none is open).

@@ -39,7 +39,8 @@ absl::Status ProcessorCore::Answer(Task::State* state, bool ok,
       return absl::FailedPreconditionError("job was already answered");
     }
     state->answered = true;
-    opened = results_.Add(state->batch, state->index, ok, text, absl::Now(), sealed);
+    opened = results_.Add(state->batch, state->index, ok, text,
+                          [] { return absl::Now(); }, sealed);
     unsent_ += sealed.size();
     if (--outstanding_answers_ == 0) done_cv_.SignalAll();
   }
@@ -51,7 +52,7 @@ absl::Status ProcessorCore::Answer(Task::State* state, bool ok,
 
 // A Task lets go of its job. Returns false, releasing nothing, when the job
 // was never answered and can still be: the caller answers it first.
-bool ProcessorCore::Release(Task::State* state) {
+bool ProcessorCore::Release(Task::State* state, bool& last) {
   Commits commits;
   {
     MutexLock lock(&mu_);
@@ -60,8 +61,9 @@ bool ProcessorCore::Release(Task::State* state) {
       --outstanding_answers_;  // Left unanswered: its batch stays uncommitted.
     }
     InBatch* batch = state->batch;
-    state->core.reset();  // The caller holds a reference until it returns.
+    state->core = nullptr;
     --batch->live;
+    last = --tasks_out_ == 0 && orphaned_;
     Settle(batch, commits);
   }
   Store(commits);
@@ -85,13 +87,14 @@ Task::~Task() { Reset(); }
 // Lets go of the job, failing it first when it was not answered.
 void Task::Reset() {
   if (state_ == nullptr) return;
-  // Held here: releasing the last job may drop the last other reference.
-  std::shared_ptr<ProcessorCore> core = state_->core;
-  if (!core->Release(state_)) {
+  ProcessorCore* core = state_->core;
+  bool last = false;
+  if (!core->Release(state_, last)) {
     (void)core->Answer(state_, false, "handler returned without answering the job");
-    core->Release(state_);
+    core->Release(state_, last);
   }
   state_ = nullptr;
+  if (last) delete core;  // The Processor is gone, and this was its last Task.
 }
 
 const JobId& Task::id() const { return state_->batch->decoded.jobs[state_->index].id; }

@@ -53,8 +53,8 @@ class ResultBatcherTest : public ::testing::Test {
 
 TEST_F(ResultBatcherTest, LingersUntilItsDeadlineThenSeals) {
   InBatch* b = Batch(Priority::kNormal, 3);
-  EXPECT_TRUE(batcher_.Add(b, 0, true, "1", kT0, sealed_)) << "opened";
-  EXPECT_FALSE(batcher_.Add(b, 1, true, "2", kT0, sealed_));
+  EXPECT_TRUE(batcher_.Add(b, 0, true, "1", [] { return kT0; }, sealed_)) << "opened";
+  EXPECT_FALSE(batcher_.Add(b, 1, true, "2", [] { return kT0; }, sealed_));
   EXPECT_TRUE(sealed_.empty());
   EXPECT_EQ(batcher_.SealDue(kT0 + absl::Milliseconds(4), sealed_),
             kT0 + absl::Milliseconds(5));
@@ -70,9 +70,9 @@ TEST_F(ResultBatcherTest, LingersUntilItsDeadlineThenSeals) {
 
 TEST_F(ResultBatcherTest, SealsWhenABatchIsComplete) {
   InBatch* b = Batch(Priority::kSlow, 2);
-  batcher_.Add(b, 0, true, "1", kT0, sealed_);
+  batcher_.Add(b, 0, true, "1", [] { return kT0; }, sealed_);
   EXPECT_TRUE(sealed_.empty());
-  EXPECT_FALSE(batcher_.Add(b, 1, false, "bad", kT0, sealed_))
+  EXPECT_FALSE(batcher_.Add(b, 1, false, "bad", [] { return kT0; }, sealed_))
       << "sealed at once: no linger to schedule";
   ASSERT_EQ(sealed_.size(), 1u);
   EXPECT_FALSE(sealed_[0]->realtime);
@@ -82,8 +82,8 @@ TEST_F(ResultBatcherTest, SealsWhenABatchIsComplete) {
 TEST_F(ResultBatcherTest, RealtimeResultsGoAtOnceThroughTheRealtimeLane) {
   InBatch* slow = Batch(Priority::kSlow, 5);
   InBatch* rt = Batch(Priority::kRealtime, 5);
-  batcher_.Add(slow, 0, true, "1", kT0, sealed_);
-  batcher_.Add(rt, 0, true, "2", kT0, sealed_);
+  batcher_.Add(slow, 0, true, "1", [] { return kT0; }, sealed_);
+  batcher_.Add(rt, 0, true, "2", [] { return kT0; }, sealed_);
   ASSERT_EQ(sealed_.size(), 1u) << "same address: one message";
   EXPECT_TRUE(sealed_[0]->realtime);
   EXPECT_EQ(sealed_[0]->acks.size(), 2u);
@@ -93,9 +93,9 @@ TEST_F(ResultBatcherTest, EachReplyAddressHasItsOwnMessage) {
   InBatch* a = Batch(Priority::kNormal, 2, kInstanceA, 1);
   InBatch* b = Batch(Priority::kNormal, 2, kInstanceB, 1);
   InBatch* a2 = Batch(Priority::kNormal, 2, kInstanceA, 2);
-  batcher_.Add(a, 0, true, "1", kT0, sealed_);
-  batcher_.Add(b, 0, true, "1", kT0, sealed_);
-  batcher_.Add(a2, 0, true, "1", kT0, sealed_);
+  batcher_.Add(a, 0, true, "1", [] { return kT0; }, sealed_);
+  batcher_.Add(b, 0, true, "1", [] { return kT0; }, sealed_);
+  batcher_.Add(a2, 0, true, "1", [] { return kT0; }, sealed_);
   EXPECT_EQ(batcher_.open_results(), 3u);
   batcher_.SealAll(sealed_);
   ASSERT_EQ(sealed_.size(), 3u);
@@ -111,7 +111,7 @@ TEST_F(ResultBatcherTest, NeverPassesMaxMessageBytesAndSealsAtResultMaxBytes) {
   InBatch* b = Batch(Priority::kNormal, 100);
   const std::string big = "\"" + std::string(900, 'x') + "\"";
   for (uint32_t i = 0; i < 10; ++i) {
-    batcher_.Add(b, i, true, big, kT0, sealed_);
+    batcher_.Add(b, i, true, big, [] { return kT0; }, sealed_);
   }
   batcher_.SealAll(sealed_);
   ASSERT_GE(sealed_.size(), 4u);
@@ -125,8 +125,8 @@ TEST_F(ResultBatcherTest, NeverPassesMaxMessageBytesAndSealsAtResultMaxBytes) {
 
 TEST_F(ResultBatcherTest, MessagesDecodeBackToTheResults) {
   InBatch* b = Batch(Priority::kNormal, 2);
-  batcher_.Add(b, 0, true, "{\"ok\":1}", kT0, sealed_);
-  batcher_.Add(b, 1, false, "no \"such\" thing", kT0, sealed_);
+  batcher_.Add(b, 0, true, "{\"ok\":1}", [] { return kT0; }, sealed_);
+  batcher_.Add(b, 1, false, "no \"such\" thing", [] { return kT0; }, sealed_);
   ASSERT_EQ(sealed_.size(), 1u);
   wire::Decoder decoder;
   std::string_view instance;
