@@ -280,10 +280,17 @@ absl::Status CheckVersion(od::value v) {
   return absl::OkStatus();
 }
 
-absl::Status FieldError(std::string_view prefix, std::string_view key,
-                        simdjson::error_code e) {
-  if (!e) return absl::OkStatus();
+ABSL_ATTRIBUTE_NOINLINE absl::Status FieldErrorOf(std::string_view prefix,
+                                                  std::string_view key,
+                                                  simdjson::error_code e) {
   return Malformed(StrCat(prefix, "field '", key, "'"), e);
+}
+
+// Called for every field: the error path stays out of line.
+inline absl::Status FieldError(std::string_view prefix, std::string_view key,
+                               simdjson::error_code e) {
+  if (ABSL_PREDICT_TRUE(!e)) return absl::OkStatus();
+  return FieldErrorOf(prefix, key, e);
 }
 
 // Calls `on_field(key, value)` for each field of `object`; stops at the

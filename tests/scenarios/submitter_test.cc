@@ -508,8 +508,9 @@ TEST_F(SubmitterTest, TimedOutSubmitAndWaitResultIsCountedOnlyAsLate) {
 }
 
 TEST_F(SubmitterTest, BatchFailedResultFromTheWireIsCountedAsBatchFailed) {
+  Collector results;  // Outlives the submitter, whose Close may end jobs.
   auto submitter = NewSubmitter();
-  Collector results;
+  ASSERT_NE(submitter, nullptr);
   Job job = MakeJob("app", Priority::kNormal);
   ASSERT_TRUE(submitter->Submit(job, results.Callback()).ok());
   AnswerOneBatchRaw(config_, "app", Priority::kNormal, "BATCH_FAILED");
