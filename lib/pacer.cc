@@ -6,13 +6,17 @@ namespace batchbus {
 namespace {
 
 constexpr absl::Duration kBaseWindow = absl::Seconds(10);
+// No trial before realtime messages have been seen this long: until then
+// the base (the quickest delay) is a guess, and a start-up's warm-up
+// delays would look like lateness.
+constexpr absl::Duration kWarmup = absl::Seconds(1);
 // Realtime arrivals are judged per window of at least this long...
 constexpr absl::Duration kWindow = absl::Milliseconds(100);
 // ...and this many messages.
 constexpr int kMinSamples = 4;
 // A trial lasts this long; its first kSettle is not judged (queues built
 // before the cut still drain then).
-constexpr absl::Duration kTrialSpan = absl::Milliseconds(200);
+constexpr absl::Duration kTrialSpan = absl::Milliseconds(100);
 constexpr absl::Duration kSettle = absl::Milliseconds(20);
 // The lowest rate pacing goes to, as a part of the drain rate measured
 // before the trial; the trial runs at it.
@@ -42,6 +46,7 @@ std::string_view Pacer::KindName(Decision::Kind kind) {
 }
 
 absl::Duration Pacer::Excess(absl::Time now, absl::Duration delay) {
+  if (first_seen_ == absl::InfinitePast()) first_seen_ = now;
   if (now - base_start_ >= kBaseWindow) {
     min_previous_ = min_current_;
     min_current_ = absl::InfiniteDuration();
@@ -79,7 +84,7 @@ void Pacer::Evaluate(absl::Time now) {
     case State::kFree:
       // Only a flowing low-priority load can be the cause.
       if (window_.IsLate() && now >= retry_after_ && drain_rate_ > 0 &&
-          now - last_take_ < kWindow) {
+          now - last_take_ < kWindow && now - first_seen_ >= kWarmup) {
         StartTrial(now);
       }
       return;

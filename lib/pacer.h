@@ -18,7 +18,9 @@
 //   half its messages are more than `target` late.
 // - Free (the normal state): nothing is held back; the pacer measures how
 //   fast low-priority jobs are taken (the drain rate).
-// - A late window while low-priority jobs flow starts a trial: for 200 ms the
+// - A late window while low-priority jobs flow starts a trial (never in the
+//   first second of realtime traffic, while the base is still a guess): for
+//   100 ms the
 //   low-priority rate is the floor, a quarter of the drain rate measured just
 //   before (and at least `min_rate`): the deepest cut pacing ever makes.
 // - The trial helped when the realtime excess fell by half or the window is
@@ -136,6 +138,7 @@ class Pacer {
   absl::Duration backoff_ = absl::Seconds(1);
   absl::Time retry_after_ = absl::InfinitePast();
 
+  absl::Time first_seen_ = absl::InfinitePast();  // First realtime message.
   // The base: smallest delay in the current and the previous 10 s window.
   absl::Time base_start_ = absl::InfinitePast();
   absl::Duration min_current_ = absl::InfiniteDuration();

@@ -135,7 +135,7 @@ TEST(Pacer, RefusalSaysHowLongToWait) {
   Simulation sim(kCapacity, [](double rate) {
     return rate > 40'000 ? absl::Milliseconds(30) : absl::ZeroDuration();
   });
-  sim.Run(absl::Seconds(1));
+  sim.Run(absl::Seconds(2));  // 1 s of warm-up, then a trial.
   ASSERT_NE(sim.pacer_.state(), Pacer::State::kFree);
   absl::Duration wait;
   while (sim.pacer_.TryTake(sim.now_, wait)) {
@@ -152,13 +152,26 @@ TEST(Pacer, EveryDecisionIsReportedOnce) {
   Simulation sim(kCapacity, [&](double) {
     return absl::Microseconds(static_cast<int64_t>(random.Next() % 10000));
   });
-  sim.Run(absl::Milliseconds(600));
-  ASSERT_GE(sim.pacer_.decisions(), 2u);  // A trial, then it gave up.
+  sim.Run(absl::Milliseconds(1600));  // Warm-up, a trial, it gave up.
+  ASSERT_GE(sim.pacer_.decisions(), 2u);
   const Pacer::Decision& d = sim.pacer_.last_decision();
   EXPECT_EQ(d.kind, Pacer::Decision::kGaveUp);
   EXPECT_EQ(Pacer::KindName(d.kind), "gave up");
   EXPECT_NEAR(d.drain_rate, kCapacity, 0.1 * kCapacity);
   EXPECT_EQ(d.retry_in, absl::Seconds(1));
+}
+
+// Until realtime messages have been seen for a second, the quickest delay
+// is a guess: a start-up's warm-up must not look like lateness.
+TEST(Pacer, NoTrialInTheFirstSecondOfRealtimeTraffic) {
+  Simulation sim(kCapacity, [](double rate) {
+    return rate > 40'000 ? absl::Milliseconds(30) : absl::ZeroDuration();
+  });
+  sim.Run(absl::Milliseconds(900));
+  EXPECT_EQ(sim.pacer_.trials(), 0u);
+  EXPECT_EQ(sim.pacer_.state(), Pacer::State::kFree);
+  sim.Run(absl::Milliseconds(400));
+  EXPECT_EQ(sim.pacer_.trials(), 1u);
 }
 
 TEST(Pacer, ConstantClockOffsetIsNotQueueing) {
@@ -181,7 +194,7 @@ TEST(Pacer, EverythingGoesAgainAfterTheHold) {
   Simulation sim(kCapacity, [](double rate) {
     return rate > 40'000 ? absl::Milliseconds(30) : absl::ZeroDuration();
   }, options);
-  sim.Run(absl::Seconds(1));
+  sim.Run(absl::Seconds(2));
   ASSERT_TRUE(sim.pacer_.engaged());
   ASSERT_NE(sim.pacer_.state(), Pacer::State::kFree);
   sim.now_ += absl::Seconds(1);  // No realtime message for the hold.
