@@ -18,9 +18,16 @@ constexpr int kMinSamples = 4;
 // before the cut still drain then).
 constexpr absl::Duration kTrialSpan = absl::Milliseconds(100);
 constexpr absl::Duration kSettle = absl::Milliseconds(20);
+// A trial whose first kEarly of judged arrivals are no less late than
+// before the cut ends there: it is not going to help.
+constexpr absl::Duration kEarly = absl::Milliseconds(30);
 // The lowest rate pacing goes to, as a part of the drain rate measured
-// before the trial; the trial runs at it.
-constexpr double kFloorFraction = 0.25;
+// before the trial; the trial runs at it. Deep: on a broker that shares the
+// processor's cores, a quarter of the drain rate still left realtime
+// messages 100-500 ms late under a 1M-job backlog, while a twentieth
+// brought them to about 10 ms (docs/design.md). A trial that does not help
+// costs 100 ms of low-priority work, spaced out by the backoff.
+constexpr double kFloorFraction = 0.05;
 // A cut helped when the mean excess fell at least to this part.
 constexpr double kHelped = 0.5;
 // In pacing, a cut after a late window must bring the next late window's
@@ -71,6 +78,14 @@ void Pacer::OnRealtime(absl::Time now, absl::Duration delay) {
   window_.excess_sum += std::min(excess, 20 * options_.target);
   ++window_.samples;
   if (excess > options_.target) ++window_.late;
+  if (state_ == State::kTrial && now - phase_start_ >= kSettle + kEarly &&
+      window_.samples >= kMinSamples && window_.IsLate() &&
+      window_.Mean() >= before_excess_) {
+    GiveUp(now);
+    window_ = Window();
+    window_.start = now;
+    return;
+  }
   const absl::Duration span = state_ == State::kTrial ? kTrialSpan : kWindow;
   if (now - window_.start >= span && window_.samples >= kMinSamples) {
     Evaluate(now);
@@ -198,7 +213,9 @@ bool Pacer::TryTake(absl::Time now, absl::Duration& wait) {
     tokens_ -= 1;
     return true;
   }
-  wait = std::max(absl::Seconds((1 - tokens_) / rate_), absl::Microseconds(1));
+  // Rounded up, so that after `wait` the next token is there.
+  wait = std::max(absl::Seconds((1 - tokens_) / rate_) + absl::Nanoseconds(1),
+                  absl::Microseconds(1));
   return false;
 }
 

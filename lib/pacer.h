@@ -21,7 +21,7 @@
 // - A late window while low-priority jobs flow starts a trial (never in the
 //   first second of realtime traffic, while the base is still a guess): for
 //   100 ms the
-//   low-priority rate is the floor, a quarter of the drain rate measured just
+//   low-priority rate is the floor, a twentieth of the drain rate measured just
 //   before (and at least `min_rate`): the deepest cut pacing ever makes.
 // - The trial helped when the realtime excess fell by half or the window is
 //   no longer late: pacing goes on, the rate growing 50% on good windows and

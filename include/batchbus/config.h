@@ -98,7 +98,7 @@ struct Config {
   size_t result_max_bytes = 512 * 1024;
   // Realtime pacing: while realtime jobs reach the processor more than
   // realtime_pacing_target later than the quickest recent one, normal and
-  // slow jobs are handed out more slowly (down to a quarter of their drain
+  // slow jobs are handed out more slowly (down to a twentieth of their drain
   // rate), for as long as that makes realtime jobs faster; a cut that does
   // not help is dropped and retried later with a doubling backoff. It stops
   // one second after the last realtime job. See docs/design.md, "Realtime

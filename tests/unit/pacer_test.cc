@@ -109,9 +109,9 @@ TEST(Pacer, LagTheLoadCausesIsCutAndStaysCut) {
   sim.Run(absl::Seconds(10));
   EXPECT_NE(sim.pacer_.state(), Pacer::State::kFree);
   EXPECT_LT(sim.pacer_.rate(), kCapacity);
-  // It keeps the low priorities moving: never below a quarter of the drain
-  // rate measured before the cut.
-  EXPECT_GE(sim.min_rate_, 0.25 * kCapacity * 0.95);
+  // It keeps the low priorities moving: never below a twentieth of the
+  // drain rate measured before the cut.
+  EXPECT_GE(sim.min_rate_, 0.05 * kCapacity * 0.95);
   EXPECT_GE(sim.taken_, 0.25 * kCapacity * 10);
   // Realtime excess is brought down from 30 ms to a few targets.
   EXPECT_LT(sim.max_excess_seen_, absl::Milliseconds(15));
@@ -128,7 +128,7 @@ TEST(Pacer, GivesUpWhenEvenTheDeepestCutDoesNotHelp) {
   noisy.Run(absl::Seconds(10));
   EXPECT_GE(noisy.pacer_.gave_up(), 1u);
   EXPECT_GE(noisy.taken_, 0.85 * kCapacity * 10);
-  EXPECT_GE(noisy.min_rate_, 0.25 * kCapacity * 0.95);
+  EXPECT_GE(noisy.min_rate_, 0.05 * kCapacity * 0.95);
 }
 
 TEST(Pacer, RefusalSaysHowLongToWait) {
