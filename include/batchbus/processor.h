@@ -20,7 +20,11 @@
 //
 // A malformed message on a job topic never stops the processor: it is
 // counted, logged once with its topic/partition/offset, copied to the dead
-// letter topic, and passed.
+// letter topic, and passed. So are results that cannot be delivered to the
+// reply address their batch names (a partition or topic that does not
+// exist, one the processor may not write to): after bounded retries they
+// are copied to the dead letter topic, counted in
+// Stats::results_dead_lettered, and their batches are committed.
 //
 // Thread-safety: every method is safe from any thread; several worker
 // threads may call Next() at once. Shutdown() is async-signal-safe.
