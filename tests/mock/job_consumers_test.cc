@@ -2,6 +2,7 @@
 // revocation before it returns; destroyed without Close() (as after a failed
 // Processor::Create) they call nothing afterwards; assignment forwards each
 // partition to its priority's queue.
+#include <memory>
 #include <set>
 #include <string>
 
@@ -59,54 +60,60 @@ class JobConsumersTest : public ClusterTest {
                                     absl::Seconds(15))
                     .ok());
   }
-  // Polls until both groups assigned all 6 partitions (3 topics x 2).
-  bool PollUntilAssigned(JobConsumers& consumers, RecordingListener& listener) {
-    return Eventually(
-        [&] {
-          consumers.PollEvents();
-          return listener.assigned() == 6;
-        },
-        absl::Seconds(30));
+  // Started consumers that both groups assigned all 6 partitions (3 topics
+  // x 2); null (and a failure) otherwise.
+  std::unique_ptr<JobConsumers> StartAssigned() {
+    auto consumers =
+        std::make_unique<JobConsumers>(config_, "app", topics_, &listener_);
+    if (!consumers->Start(wakeup_.write_fd()).ok()) {
+      ADD_FAILURE() << "Start failed";
+      return nullptr;
+    }
+    if (!Eventually(
+            [&] {
+              consumers->PollEvents();
+              return listener_.assigned() == 6;
+            },
+            absl::Seconds(30))) {
+      ADD_FAILURE() << "not all partitions were assigned";
+      return nullptr;
+    }
+    return consumers;
   }
 
   PerPriority<std::string> topics_;
+  RecordingListener listener_;  // Outlives the consumers of each test.
+  WakeupPipe wakeup_;
 };
 
 // As after a failed Processor::Create: destroyed while subscribed and
 // assigned, without Close(). Nothing reaches the listener afterwards, also
 // while the cluster goes on (the listener checks each callback).
 TEST_F(JobConsumersTest, DestroyedWhileAssignedCallsNothingAfterwards) {
-  RecordingListener listener;
-  WakeupPipe wakeup;
   {
-    JobConsumers consumers(config_, "app", topics_, &listener);
-    ASSERT_TRUE(consumers.Start(wakeup.write_fd()).ok());
-    ASSERT_TRUE(PollUntilAssigned(consumers, listener));
+    auto consumers = StartAssigned();
+    ASSERT_NE(consumers, nullptr);
   }
-  (void)listener.AllRevokedThenGone();  // From here on, no callback.
+  (void)listener_.AllRevokedThenGone();  // From here on, no callback.
   absl::SleepFor(absl::Seconds(1));
 }
 
 TEST_F(JobConsumersTest, CloseRevokesEverythingWithinItsDeadline) {
-  RecordingListener listener;
-  WakeupPipe wakeup;
-  JobConsumers consumers(config_, "app", topics_, &listener);
-  ASSERT_TRUE(consumers.Start(wakeup.write_fd()).ok());
-  ASSERT_TRUE(PollUntilAssigned(consumers, listener));
+  auto started = StartAssigned();
+  ASSERT_NE(started, nullptr);
+  JobConsumers& consumers = *started;
   const absl::Time start = absl::Now();
   consumers.Close(absl::Now() + absl::Seconds(5));
   EXPECT_LT(absl::Now() - start, absl::Seconds(6));
-  EXPECT_TRUE(listener.AllRevokedThenGone());
+  EXPECT_TRUE(listener_.AllRevokedThenGone());
   consumers.Close(absl::Now() + absl::Seconds(5));  // Idempotent.
   consumers.StoreOffset({Priority::kSlow, 0}, 10);  // Ignored once closed.
 }
 
 TEST_F(JobConsumersTest, AssignedPartitionsAreReadThroughTheirPriority) {
-  RecordingListener listener;
-  WakeupPipe wakeup;
-  JobConsumers consumers(config_, "app", topics_, &listener);
-  ASSERT_TRUE(consumers.Start(wakeup.write_fd()).ok());
-  ASSERT_TRUE(PollUntilAssigned(consumers, listener));
+  auto started = StartAssigned();
+  ASSERT_NE(started, nullptr);
+  JobConsumers& consumers = *started;
   auto conf = kafka::MakeConf(config_, kafka::Role::kProducer, {});
   ASSERT_TRUE(conf.ok());
   auto producer = kafka::MakeHandle(RD_KAFKA_PRODUCER, std::move(*conf));
