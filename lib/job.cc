@@ -24,8 +24,9 @@ namespace {
 constexpr std::array<std::string_view, kNumPriorities> kPriorityNames = {
     "realtime", "normal", "slow"};
 
-constexpr std::array<std::string_view, 5> kJobStatusNames = {
-    "NEW", "SUBMITTED", "PROCESSED_OK", "PROCESSED_ERROR", "BATCH_FAILED"};
+constexpr std::array<std::string_view, 6> kJobStatusNames = {
+    "NEW",          "SUBMITTED",    "PROCESSED_OK", "PROCESSED_ERROR",
+    "BATCH_FAILED", "EXPIRED"};
 
 // ---------------------------------------------------------------------------
 // Random ids.

@@ -58,22 +58,81 @@ void BatchWriter::Begin(const BatchHeader& h) {
   json::AppendQuoted(buf_, h.processor);
   buf_.append(",\"priority\":\"");
   buf_.append(PriorityName(h.priority));
-  buf_.append("\",\"jobs\":[");
+  buf_.push_back('"');
+  if (h.expires_ms > 0) {
+    buf_.append(",\"expires_ms\":");
+    AppendInt(buf_, h.expires_ms);
+  }
+  buf_.append(",\"jobs\":[");
 }
 
-size_t BatchWriter::JobSize(std::string_view group, std::string_view data) {
-  // Exact for every job after the first; the first job has no separator, so
-  // this is one byte more than it appends and never an underestimate.
-  return kJobFixedSize + json::QuotedSize(group) + data.size();
+namespace {
+
+// Bytes of a field `,"key":` with a number of at most 20 digits.
+constexpr size_t NumberFieldSize(std::string_view key) {
+  return key.size() + 4 + 20;
+}
+
+// An upper bound of what AppendFields writes.
+size_t FieldsSize(const JobFields& f) {
+  size_t n = 0;
+  if (f.attempt != 1) n += NumberFieldSize("attempt");
+  if (f.first_attempt_ms != 0) n += NumberFieldSize("first_attempt_ms");
+  if (f.not_before_ms != 0) n += NumberFieldSize("not_before_ms");
+  if (f.deadline_ms != 0) n += NumberFieldSize("deadline_ms");
+  if (f.expires_ms != 0) n += NumberFieldSize("expires_ms");
+  if (f.index != JobFields::kOwnIndex) n += NumberFieldSize("index");
+  if (f.events) n += sizeof(",\"events\":true") - 1;
+  if (f.reserved) n += sizeof(",\"reserved\":true") - 1;
+  if (!f.last_error.empty()) {
+    n += sizeof(",\"last_error\":") - 1 + json::QuotedSize(f.last_error);
+  }
+  return n;
+}
+
+void AppendNumberField(std::string& out, std::string_view key, int64_t v) {
+  out.append(",\"");
+  out.append(key);
+  out.append("\":");
+  AppendInt(out, v);
+}
+
+void AppendFields(std::string& out, const JobFields& f) {
+  if (f.attempt != 1) AppendNumberField(out, "attempt", f.attempt);
+  if (f.first_attempt_ms != 0) {
+    AppendNumberField(out, "first_attempt_ms", f.first_attempt_ms);
+  }
+  if (f.not_before_ms != 0) AppendNumberField(out, "not_before_ms", f.not_before_ms);
+  if (f.deadline_ms != 0) AppendNumberField(out, "deadline_ms", f.deadline_ms);
+  if (f.expires_ms != 0) AppendNumberField(out, "expires_ms", f.expires_ms);
+  if (f.index != JobFields::kOwnIndex) AppendNumberField(out, "index", f.index);
+  if (f.events) out.append(",\"events\":true");
+  if (f.reserved) out.append(",\"reserved\":true");
+  if (!f.last_error.empty()) {
+    out.append(",\"last_error\":");
+    json::AppendQuoted(out, f.last_error);
+  }
+}
+
+}  // namespace
+
+size_t BatchWriter::JobSize(std::string_view group, std::string_view data,
+                            const JobFields* fields) {
+  // Exact for every plain job after the first; the first job has no
+  // separator, so this is one byte more than it appends and never an
+  // underestimate.
+  const size_t size = kJobFixedSize + json::QuotedSize(group) + data.size();
+  return fields == nullptr ? size : size + FieldsSize(*fields);
 }
 
 void BatchWriter::AddJob(const JobId& id, std::string_view group,
-                         std::string_view data) {
+                         std::string_view data, const JobFields* fields) {
   if (jobs_ > 0) buf_.push_back(',');
   buf_.append("{\"id\":");
   AppendId(buf_, id);
   buf_.append(",\"group\":");
   json::AppendQuoted(buf_, group);
+  if (fields != nullptr) AppendFields(buf_, *fields);
   buf_.append(",\"data\":");
   buf_.append(data);
   buf_.push_back('}');
@@ -86,11 +145,12 @@ std::string BatchWriter::Finish() {
   return std::move(buf_);
 }
 
-void ResultWriter::Begin(std::string_view instance) {
+void ResultWriter::Begin(std::string_view instance, int version) {
   buf_.clear();
   results_ = 0;
+  version_ = version;
   buf_.append("{\"v\":");
-  AppendInt(buf_, kVersion);
+  AppendInt(buf_, version);
   buf_.append(",\"instance\":");
   json::AppendQuoted(buf_, instance);
   buf_.append(",\"results\":[");
@@ -107,20 +167,56 @@ void ResultWriter::AddPrefix(uint64_t seq, uint32_t index, const JobId& id) {
   ++results_;
 }
 
+void ResultWriter::AddAttempts(uint32_t attempts) {
+  if (attempts <= 1 || version_ < 2) return;
+  buf_.append(",\"attempts\":");
+  AppendUint(buf_, attempts);
+}
+
 void ResultWriter::AddOk(uint64_t seq, uint32_t index, const JobId& id,
-                         std::string_view data) {
+                         std::string_view data, uint32_t attempts) {
   AddPrefix(seq, index, id);
+  AddAttempts(attempts);
   buf_.append(",\"status\":\"PROCESSED_OK\",\"data\":");
   buf_.append(data);
   buf_.push_back('}');
 }
 
 void ResultWriter::AddError(uint64_t seq, uint32_t index, const JobId& id,
-                            std::string_view error) {
+                            std::string_view error, uint32_t attempts) {
   AddPrefix(seq, index, id);
+  AddAttempts(attempts);
   buf_.append(",\"status\":\"PROCESSED_ERROR\",\"error\":");
   json::AppendQuoted(buf_, error);
   buf_.push_back('}');
+}
+
+void ResultWriter::AddExpired(uint64_t seq, uint32_t index, const JobId& id,
+                              std::string_view error) {
+  if (version_ < 2) return AddError(seq, index, id, error);
+  AddPrefix(seq, index, id);
+  buf_.append(",\"status\":\"EXPIRED\",\"error\":");
+  json::AppendQuoted(buf_, error);
+  buf_.push_back('}');
+}
+
+bool ResultWriter::AddEvent(uint64_t seq, uint32_t index, const JobId& id,
+                            ResultEntry::Kind kind, std::string_view data,
+                            uint32_t attempt) {
+  if (version_ < 2 || kind == ResultEntry::Kind::kResult) return false;
+  AddPrefix(seq, index, id);
+  if (kind == ResultEntry::Kind::kStarted) {
+    buf_.append(",\"event\":\"started\"");
+  } else {
+    buf_.append(",\"event\":\"progress\",\"data\":");
+    buf_.append(data);
+  }
+  if (attempt > 1) {
+    buf_.append(",\"attempt\":");
+    AppendUint(buf_, attempt);
+  }
+  buf_.push_back('}');
+  return true;
 }
 
 std::string ResultWriter::Finish() {
@@ -271,12 +367,13 @@ absl::Status OpenRoot(od::parser& parser, char* buf, size_t len, size_t cap,
   return absl::OkStatus();
 }
 
-absl::Status CheckVersion(od::value v) {
+absl::Status CheckVersion(od::value v, int& out) {
   int64_t version = 0;
   if (auto e = v.get_int64().get(version)) return Malformed("field 'v'", e);
-  if (version != kVersion) {
+  if (version < kOldestVersion || version > kVersion) {
     return Malformed(StrCat("unsupported version ", version));
   }
+  out = static_cast<int>(version);
   return absl::OkStatus();
 }
 
@@ -356,6 +453,41 @@ absl::Status ResultStatusValue(od::value v, JobStatus& out) {
   return absl::OkStatus();
 }
 
+// A non-negative 64-bit integer (unix ms).
+simdjson::error_code MillisValue(od::value v, int64_t& out) {
+  if (auto e = v.get_int64().get(out)) return e;
+  return out < 0 ? simdjson::NUMBER_OUT_OF_RANGE : simdjson::SUCCESS;
+}
+
+// A lifecycle field of a job (version 2); false when `key` is none.
+bool DecodeJobField(std::string_view key, od::value v,
+                    std::deque<std::string>& keep, JobFields& f,
+                    simdjson::error_code& e) {
+  if (key == "attempt") {
+    e = IndexValue(v, f.attempt);
+    if (!e && f.attempt == 0) e = simdjson::NUMBER_OUT_OF_RANGE;
+  } else if (key == "first_attempt_ms") {
+    e = MillisValue(v, f.first_attempt_ms);
+  } else if (key == "not_before_ms") {
+    e = MillisValue(v, f.not_before_ms);
+  } else if (key == "deadline_ms") {
+    e = MillisValue(v, f.deadline_ms);
+  } else if (key == "expires_ms") {
+    e = MillisValue(v, f.expires_ms);
+  } else if (key == "index") {
+    e = IndexValue(v, f.index);
+  } else if (key == "events") {
+    e = v.get_bool().get(f.events);
+  } else if (key == "reserved") {
+    e = v.get_bool().get(f.reserved);
+  } else if (key == "last_error") {
+    e = StringValue(v, keep, f.last_error);
+  } else {
+    return false;
+  }
+  return true;
+}
+
 // One job of a batch; `index` names it in errors.
 absl::Status DecodeJob(od::object object, size_t index,
                        std::deque<std::string>& keep, DecodedJob& job) {
@@ -372,6 +504,8 @@ absl::Status DecodeJob(od::object object, size_t index,
     } else if (key == "data") {
       e = RawValue(v, job.data);
       have_data = true;
+    } else {
+      DecodeJobField(key, v, keep, job.fields, e);
     }
     return FieldError("job ", key, e);
   });
@@ -408,7 +542,9 @@ absl::Status DecodeBatchField(std::string_view key, od::value v,
   simdjson::error_code e = simdjson::SUCCESS;
   if (key == "v") {
     seen.version = true;
-    return CheckVersion(v);
+    return CheckVersion(v, out.version);
+  } else if (key == "expires_ms") {
+    e = MillisValue(v, out.expires_ms);
   } else if (key == "instance") {
     e = StringValue(v, keep, out.instance);
     seen.instance = true;
@@ -466,8 +602,22 @@ void MoveEscapedIntoStorage(size_t payload_size,
   for (auto& job : out.jobs) {
     rebase(job.group);
     rebase(job.data);
+    if (!job.fields.last_error.empty()) rebase(job.fields.last_error);
   }
   out.storage = std::move(grown);
+}
+
+absl::Status EventValue(od::value v, ResultEntry::Kind& out) {
+  std::string_view s;
+  if (auto e = v.get_string().get(s)) return FieldError("result ", "event", e);
+  if (s == "started") {
+    out = ResultEntry::Kind::kStarted;
+  } else if (s == "progress") {
+    out = ResultEntry::Kind::kProgress;
+  } else {
+    return Malformed(StrCat("unknown event '", s, "'"));
+  }
+  return absl::OkStatus();
 }
 
 // One entry of a result message; `index` names it in errors.
@@ -475,7 +625,7 @@ absl::Status DecodeResultEntry(od::object object, size_t index,
                                std::deque<std::string>& unescaped,
                                ResultEntry& entry) {
   bool have_seq = false, have_i = false, have_id = false, have_status = false,
-       have_data = false;
+       have_data = false, have_event = false;
   absl::Status s = ForEachField(object, [&](std::string_view key,
                                             od::value v) -> absl::Status {
     simdjson::error_code e = simdjson::SUCCESS;
@@ -491,21 +641,38 @@ absl::Status DecodeResultEntry(od::object object, size_t index,
     } else if (key == "status") {
       have_status = true;
       return ResultStatusValue(v, entry.status);
+    } else if (key == "event") {
+      have_event = true;
+      return EventValue(v, entry.kind);
     } else if (key == "data") {
       e = RawValue(v, entry.data);
       have_data = true;
     } else if (key == "error") {
       e = StringValue(v, unescaped, entry.error);
+    } else if (key == "attempts" || key == "attempt") {
+      e = IndexValue(v, entry.attempts);
     }
     return FieldError("result ", key, e);
   });
   if (!s.ok()) return s;
-  if (!have_seq || !have_i || !have_id || !have_status) {
+  if (have_event && have_status) {
+    return Malformed(StrCat("result ", index, " has both status and event"));
+  }
+  if (!have_seq || !have_i || !have_id || !(have_status || have_event)) {
     return Malformed(StrCat("result ", index, " lacks ",
                             Missing({{"seq", have_seq},
                                      {"i", have_i},
                                      {"id", have_id},
-                                     {"status", have_status}})));
+                                     {"status", have_status || have_event}})));
+  }
+  if (have_event) {
+    entry.error = {};
+    if (entry.kind == ResultEntry::Kind::kStarted) {
+      entry.data = {};
+    } else if (!have_data) {
+      return Malformed(StrCat("result ", index, " is a progress event without data"));
+    }
+    return absl::OkStatus();
   }
   // Only the field that belongs to the status is kept.
   if (entry.status != JobStatus::kProcessedOk) {
@@ -527,6 +694,8 @@ absl::Status Decoder::DecodeBatch(std::string_view payload, DecodedBatch& out) {
   out.reply_partition = 0;
   out.processor = {};
   out.priority = Priority::kNormal;
+  out.version = kVersion;
+  out.expires_ms = 0;
   out.jobs.clear();
   std::deque<std::string> keep;  // Only used for escaped names.
   char* buf = PaddedCopy(payload, out.storage);
@@ -575,7 +744,8 @@ absl::Status Decoder::DecodeResults(std::string_view payload,
                              od::value v) -> absl::Status {
     if (key == "v") {
       have_version = true;
-      return CheckVersion(v);
+      int version = 0;
+      return CheckVersion(v, version);
     } else if (key == "instance") {
       have_instance = true;
       return FieldError("", key, StringValue(v, state_->unescaped, instance));

@@ -16,6 +16,8 @@
 #include <string>
 #include <string_view>
 
+#include "absl/time/time.h"
+
 namespace batchbus {
 
 // Priorities in the order the processor serves them.
@@ -40,16 +42,20 @@ enum class JobStatus : uint8_t {
   kBatchFailed = 4,     // No result in time, the batch could not be
                         // delivered, or the submitter closed; `error` says
                         // which. The job may or may not have been processed.
+  kExpired = 5,         // Its deadline passed before a processor handed it
+                        // out: it was NOT processed, and resubmitting it is
+                        // safe. `error` says when.
 };
 
-// "NEW", "SUBMITTED", "PROCESSED_OK", "PROCESSED_ERROR", "BATCH_FAILED".
+// "NEW", "SUBMITTED", "PROCESSED_OK", "PROCESSED_ERROR", "BATCH_FAILED",
+// "EXPIRED".
 std::string_view JobStatusName(JobStatus s);
 std::optional<JobStatus> ParseJobStatus(std::string_view name);
 
-// True for the three statuses a job can end in.
+// True for the four statuses a job can end in.
 constexpr bool IsTerminal(JobStatus s) {
   return s == JobStatus::kProcessedOk || s == JobStatus::kProcessedError ||
-         s == JobStatus::kBatchFailed;
+         s == JobStatus::kBatchFailed || s == JobStatus::kExpired;
 }
 
 // 128 random bits. The text form is 32 lowercase hex digits and is stable:
@@ -99,16 +105,41 @@ struct Job {
   Priority priority = Priority::kNormal;
   JobStatus status = JobStatus::kNew;
   std::string data = "null";  // Any JSON value, as text.
+  // When set, a processor never hands the job out after this moment (by
+  // its own clock, see Config::deadline_skew): the job ends EXPIRED instead,
+  // unprocessed. Also the latest moment a retry may be scheduled for.
+  absl::Time deadline = absl::InfiniteFuture();
+  // When set, the job is not handed out before this moment. It waits in
+  // Kafka (the processor's delay topics), not in memory, and holds back no
+  // other job. The submitter waits for its result until not_before plus its
+  // priority's batch_timeout.
+  absl::Time not_before = absl::InfinitePast();
 };
 
 struct JobResult {
   JobId job_id;
   JobStatus status = JobStatus::kNew;
   std::string data;   // JSON text from the handler (PROCESSED_OK), else "".
-  std::string error;  // Why it failed (PROCESSED_ERROR, BATCH_FAILED).
+  // Why it failed (PROCESSED_ERROR, BATCH_FAILED, EXPIRED).
+  std::string error;
   Priority priority = Priority::kNormal;
+  // Attempts the processor made (1 unless the handler asked for retries);
+  // 0 when no processor answered (BATCH_FAILED, or an older processor).
+  uint32_t attempts = 0;
 
   bool ok() const { return status == JobStatus::kProcessedOk; }
+};
+
+// What a processor reports about a job before its result: `kStarted` when
+// the job is handed out (each attempt), `kProgress` with the JSON a handler
+// passed to Task::Progress. Delivered only to jobs submitted with an event
+// callback, always before the job's result, never after it.
+struct JobEvent {
+  enum class Kind : uint8_t { kStarted = 0, kProgress = 1 };
+  JobId job_id;
+  Kind kind = Kind::kStarted;
+  std::string data;  // JSON text (kProgress), else "".
+  uint32_t attempt = 1;
 };
 
 }  // namespace batchbus

@@ -145,7 +145,7 @@ TEST(WireBatch, WritesTheDocumentedLayout) {
   const std::string msg =
       EncodeBatch(Header(Priority::kSlow), {{kId1, "g", "[1, 2]"}});
   EXPECT_EQ(msg,
-            "{\"v\":1,\"instance\":\"0123456789abcdef0123456789abcdef\","
+            "{\"v\":2,\"instance\":\"0123456789abcdef0123456789abcdef\","
             "\"seq\":42,\"reply_topic\":\"batchbus.replies\","
             "\"reply_partition\":3,\"processor\":\"payments\","
             "\"priority\":\"slow\",\"jobs\":[{\"id\":"
@@ -527,8 +527,8 @@ TEST(WireBatchRejects, NotAnObject) {
 }
 
 TEST(WireBatchRejects, WrongVersion) {
-  ExpectMalformed(DecodeBatchText(Object(With(BatchFields(), "v", "2"))),
-                  "unsupported version 2");
+  ExpectMalformed(DecodeBatchText(Object(With(BatchFields(), "v", "3"))),
+                  "unsupported version 3");
   ExpectMalformed(DecodeBatchText(Object(With(BatchFields(), "v", "0"))),
                   "unsupported version 0");
   ExpectMalformed(DecodeBatchText(Object(With(BatchFields(), "v", "-1"))),
@@ -756,7 +756,7 @@ TEST(WireResults, WritesTheDocumentedLayout) {
   const std::string msg = w.Finish();
   EXPECT_EQ(msg.size(), size + 2);
   EXPECT_EQ(msg,
-            "{\"v\":1,\"instance\":\"0123456789abcdef0123456789abcdef\","
+            "{\"v\":2,\"instance\":\"0123456789abcdef0123456789abcdef\","
             "\"results\":[{\"seq\":7,\"i\":0,\"id\":"
             "\"0123456789abcdeffedcba9876543210\",\"status\":\"PROCESSED_OK\","
             "\"data\":{\"r\":1}},{\"seq\":7,\"i\":1,\"id\":"
@@ -879,8 +879,8 @@ TEST(WireResultsRejects, Malformed) {
   ASSERT_TRUE(DecodeResultsText(Object(ResultFields(one))).ok());
   ExpectMalformed(DecodeResultsText("[]"), "not a single JSON object");
   ExpectMalformed(DecodeResultsText("{]"), "");
-  ExpectMalformed(DecodeResultsText(Object(With(ResultFields(one), "v", "2"))),
-                  "unsupported version 2");
+  ExpectMalformed(DecodeResultsText(Object(With(ResultFields(one), "v", "3"))),
+                  "unsupported version 3");
   ExpectMalformed(DecodeResultsText(Object(Without(ResultFields(one), "v"))),
                   "result message lacks v");
   ExpectMalformed(
