@@ -36,6 +36,13 @@ absl::StatusOr<size_t> CheckJob(const Job& job, size_t max_message_bytes,
         "job processor name '", job.processor,
         "' must be 1-200 characters of [A-Za-z0-9._-] (it names a topic)"));
   }
+  if (job.deadline != absl::InfiniteFuture() ||
+      job.not_before != absl::InfinitePast()) {
+    return absl::UnimplementedError(
+        "Job::deadline and Job::not_before are not supported yet: processors "
+        "do not honour them, so such a job could run later or earlier than "
+        "asked");
+  }
   if (job.group.empty() || job.group.size() > kMaxGroupBytes ||
       !simdjson::validate_utf8(job.group.data(), job.group.size())) {
     return absl::InvalidArgumentError(

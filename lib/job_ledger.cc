@@ -33,6 +33,9 @@ void JobLedger::Answer(const std::vector<wire::ResultEntry>& entries,
   uint64_t cached_seq = 0;
   auto it = batches_.end();
   for (const wire::ResultEntry& e : entries) {
+    // Started and progress events are not terminal: this submitter does not
+    // deliver them, and they never end a job.
+    if (e.kind != wire::ResultEntry::Kind::kResult) continue;
     if (e.seq != cached_seq || it == batches_.end()) {
       it = batches_.find(e.seq);
       cached_seq = e.seq;
@@ -43,6 +46,7 @@ void JobLedger::Answer(const std::vector<wire::ResultEntry>& entries,
     result.priority = PriorityOfBatchSeq(e.seq);
     result.data = std::string(e.data);
     result.error = std::string(e.error);
+    result.attempts = e.attempts > 0 ? e.attempts : 1;
     // A second answer, or one for a job this ledger does not know (the
     // id must match the job at (seq, index)), is late.
     if (it == batches_.end() || e.index >= it->second.jobs.size() ||

@@ -16,7 +16,8 @@ bool ResultBatcher::Add(InBatch* batch, uint32_t index, bool ok,
   // Keys are hashes: a collision shares a buffer with another address.
   const bool same_address = buffer.instance == d.instance &&
                             buffer.partition == d.reply_partition &&
-                            buffer.topic == d.reply_topic;
+                            buffer.topic == d.reply_topic &&
+                            buffer.version == d.version;
   if (!buffer.writer.empty() &&
       (!same_address || buffer.writer.size() + EntryBytes(ok, text) >
                             options_.max_message_bytes)) {
@@ -28,8 +29,10 @@ bool ResultBatcher::Add(InBatch* batch, uint32_t index, bool ok,
       buffer.instance = std::string(d.instance);
       buffer.topic = std::string(d.reply_topic);
       buffer.partition = d.reply_partition;
+      buffer.version = d.version;
     }
-    buffer.writer.Begin(buffer.instance);
+    // Answered in the version the submitter wrote: an older one reads it.
+    buffer.writer.Begin(buffer.instance, buffer.version);
     buffer.deadline = now() + options_.linger;
     opened = true;
   }

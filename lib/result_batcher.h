@@ -60,6 +60,7 @@ class ResultBatcher {
     std::string instance;
     std::string topic;
     int32_t partition = 0;
+    int version = wire::kVersion;
     wire::ResultWriter writer;
     std::vector<std::pair<InBatch*, uint32_t>> acks;
     absl::Time deadline;

@@ -44,7 +44,8 @@ enum class JobStatus : uint8_t {
                         // which. The job may or may not have been processed.
   kExpired = 5,         // Its deadline passed before a processor handed it
                         // out: it was NOT processed, and resubmitting it is
-                        // safe. `error` says when.
+                        // safe. `error` says when. (Read from the wire;
+                        // processors do not send it yet, see Job::deadline.)
 };
 
 // "NEW", "SUBMITTED", "PROCESSED_OK", "PROCESSED_ERROR", "BATCH_FAILED",
@@ -105,14 +106,11 @@ struct Job {
   Priority priority = Priority::kNormal;
   JobStatus status = JobStatus::kNew;
   std::string data = "null";  // Any JSON value, as text.
-  // When set, a processor never hands the job out after this moment (by
-  // its own clock, see Config::deadline_skew): the job ends EXPIRED instead,
-  // unprocessed. Also the latest moment a retry may be scheduled for.
+  // Reserved for deadlines and delayed jobs, which processors do not honour
+  // yet: Submit refuses a job that sets either (Unimplemented), so that no
+  // job runs later or earlier than its caller asked. The wire format
+  // already carries them (docs/wire-format.md, version 2).
   absl::Time deadline = absl::InfiniteFuture();
-  // When set, the job is not handed out before this moment. It waits in
-  // Kafka (the processor's delay topics), not in memory, and holds back no
-  // other job. The submitter waits for its result until not_before plus its
-  // priority's batch_timeout.
   absl::Time not_before = absl::InfinitePast();
 };
 
@@ -123,23 +121,11 @@ struct JobResult {
   // Why it failed (PROCESSED_ERROR, BATCH_FAILED, EXPIRED).
   std::string error;
   Priority priority = Priority::kNormal;
-  // Attempts the processor made (1 unless the handler asked for retries);
-  // 0 when no processor answered (BATCH_FAILED, or an older processor).
+  // Attempts the processor made (1 for every answered job today); 0 when no
+  // processor answered (BATCH_FAILED).
   uint32_t attempts = 0;
 
   bool ok() const { return status == JobStatus::kProcessedOk; }
-};
-
-// What a processor reports about a job before its result: `kStarted` when
-// the job is handed out (each attempt), `kProgress` with the JSON a handler
-// passed to Task::Progress. Delivered only to jobs submitted with an event
-// callback, always before the job's result, never after it.
-struct JobEvent {
-  enum class Kind : uint8_t { kStarted = 0, kProgress = 1 };
-  JobId job_id;
-  Kind kind = Kind::kStarted;
-  std::string data;  // JSON text (kProgress), else "".
-  uint32_t attempt = 1;
 };
 
 }  // namespace batchbus

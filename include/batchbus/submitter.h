@@ -72,6 +72,7 @@ class Submitter {
   // Returns InvalidArgument for an empty processor or group, invalid JSON
   // data, or a job too large for one message; ResourceExhausted when the
   // in-flight limits stay full (see Config::backpressure);
+  // Unimplemented for a job that sets deadline or not_before (see Job);
   // FailedPrecondition after Close. On error `done` is never called.
   // `job.id`, when zero, is set to a fresh random id.
   absl::Status Submit(Job& job, Callback done);

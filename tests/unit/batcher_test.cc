@@ -157,6 +157,15 @@ TEST(CheckJob, RefusesWhatCannotBeSentAndSizesTheRest) {
   bad.data = "{";
   EXPECT_EQ(CheckJob(bad, 1 << 20, 200).status().code(),
             absl::StatusCode::kInvalidArgument);
+  // Processors do not honour deadlines or delays yet: refused, not ignored.
+  bad = job;
+  bad.deadline = absl::Now() + absl::Hours(1);
+  EXPECT_EQ(CheckJob(bad, 1 << 20, 200).status().code(),
+            absl::StatusCode::kUnimplemented);
+  bad = job;
+  bad.not_before = absl::Now() + absl::Hours(1);
+  EXPECT_EQ(CheckJob(bad, 1 << 20, 200).status().code(),
+            absl::StatusCode::kUnimplemented);
   EXPECT_EQ(CheckJob(job, 200 + 3 + *size - 1, 200).status().code(),
             absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(CheckJob(job, 200 + 3 + *size, 200).ok());

@@ -83,6 +83,25 @@ TEST(JobLedger, ClassifiesASecondAnswerAsLate) {
   EXPECT_EQ(out.jobs_freed, 1u);
 }
 
+TEST(JobLedger, EventsNeverEndAJob) {
+  JobLedger ledger(Timeouts());
+  ledger.Track(kNormalSeq, "t", Jobs(1, 1), kT0);
+  wire::ResultEntry started = Answer(kNormalSeq, 0, JobId(1, 1));
+  started.kind = wire::ResultEntry::Kind::kStarted;
+  wire::ResultEntry progress = Answer(kNormalSeq, 0, JobId(1, 1));
+  progress.kind = wire::ResultEntry::Kind::kProgress;
+  Outcome out;
+  ledger.Answer({started, progress}, out);
+  EXPECT_TRUE(out.completions.empty());
+  EXPECT_TRUE(out.late.empty());
+  wire::ResultEntry done = Answer(kNormalSeq, 0, JobId(1, 1));
+  done.attempts = 3;
+  ledger.Answer({done}, out);
+  ASSERT_EQ(out.completions.size(), 1u);
+  EXPECT_EQ(out.completions[0].result.status, JobStatus::kProcessedOk);
+  EXPECT_EQ(out.completions[0].result.attempts, 3u);
+}
+
 TEST(JobLedger, AnswersAfterTheTimeoutAreLateAndKeepTheirPriority) {
   JobLedger ledger(Timeouts());
   ledger.Track(kSlowSeq, "t.app.slow", Jobs(2, 2), kT0);

@@ -143,5 +143,19 @@ TEST_F(ResultBatcherTest, MessagesDecodeBackToTheResults) {
   EXPECT_EQ(entries[1].index, 1u);
 }
 
+TEST_F(ResultBatcherTest, AnswersAVersionOneBatchInVersionOne) {
+  InBatch* old_batch = Batch(Priority::kNormal, 1);
+  old_batch->decoded.version = 1;
+  batcher_.Add(old_batch, 0, true, "1", [] { return kT0; }, sealed_);
+  ASSERT_EQ(sealed_.size(), 1u);
+  EXPECT_EQ(sealed_[0]->payload.rfind("{\"v\":1,", 0), 0u) << sealed_[0]->payload;
+
+  // Same address, current version: a message of its own, in version 2.
+  InBatch* new_batch = Batch(Priority::kNormal, 1);
+  batcher_.Add(new_batch, 0, true, "2", [] { return kT0; }, sealed_);
+  ASSERT_EQ(sealed_.size(), 2u);
+  EXPECT_EQ(sealed_[1]->payload.rfind("{\"v\":2,", 0), 0u) << sealed_[1]->payload;
+}
+
 }  // namespace
 }  // namespace batchbus
