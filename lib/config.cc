@@ -254,6 +254,7 @@ const GlobalKey kGlobalKeys[] = {
     {"realtime_pacing", kSet<&Config::realtime_pacing, ParseBool>},
     {"realtime_pacing_target_ms",
      kSet<&Config::realtime_pacing_target, ParseMillis>},
+    {"deadline_skew_ms", kSet<&Config::deadline_skew, ParseMillis>},
     {"dead_letter_topic", kSet<&Config::dead_letter_topic, ParseString>},
     {"create_topics", kSet<&Config::create_topics, ParseBool>},
     {"topic_partitions", kSet<&Config::topic_partitions, ParseIntCount>},
@@ -680,6 +681,7 @@ absl::Status CheckProcessorKeys(const Config& c) {
   BATCHBUS_RETURN_IF_ERROR_(NotNegative("result_linger_ms", c.result_linger));
   BATCHBUS_RETURN_IF_ERROR_(
       NotNegative("realtime_pacing_target_ms", c.realtime_pacing_target));
+  BATCHBUS_RETURN_IF_ERROR_(NotNegative("deadline_skew_ms", c.deadline_skew));
   BATCHBUS_RETURN_IF_ERROR_(
       AtLeast("result_max_bytes", c.result_max_bytes, 256));
   BATCHBUS_RETURN_IF_ERROR_(FitsInMessage("result_max_bytes",

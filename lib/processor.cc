@@ -177,38 +177,95 @@ void ProcessorCore::LogPacing(const Pacer::Decision& decision) {
 
 absl::StatusOr<Task> ProcessorCore::Next(absl::Duration timeout) {
   absl::Time deadline = absl::InfiniteFuture();  // Read the clock only to wait.
+  while (true) {
+    absl::StatusOr<Task::State*> state = Take(timeout, deadline);
+    if (!state.ok()) return state.status();
+    Task task(*state);
+    if (!Admit(task)) continue;  // Answered; its Task lets go of it here.
+    counters_.handed_out.Add();
+    return task;
+  }
+}
+
+absl::StatusOr<Task::State*> ProcessorCore::Take(absl::Duration timeout,
+                                                 absl::Time& deadline) {
   bool room_opened = false;
+  bool opened = false;  // A result message, which the poller seals.
+  std::vector<std::unique_ptr<OutMessage>> sealed;
   Task::State* state = nullptr;
+  absl::Status status = absl::OkStatus();
   {
     MutexLock lock(&mu_);
     while (state == nullptr) {
       if (shutdown_requested()) {
-        return absl::CancelledError("processor is shutting down");
+        status = absl::CancelledError("processor is shutting down");
+        break;
       }
       absl::Duration pace_wait = absl::InfiniteDuration();
       const absl::Time now = scheduler_.pacer().engaged() ? absl::Now()
                                                           : absl::InfinitePast();
       if (auto pick = scheduler_.Take(now, pace_wait)) {
-        state = &pick->batch->tasks[pick->index];
+        room_opened |= pick->room_opened;
+        InBatch* batch = pick->batch;
+        const wire::JobFields& fields = batch->decoded.jobs[pick->index].fields;
+        if (fields.deadline_ms != 0 &&
+            absl::ToUnixMillis(absl::Now() + config_.deadline_skew) >=
+                fields.deadline_ms) {
+          Expire(batch, pick->index, fields.deadline_ms, sealed, opened);
+          continue;
+        }
+        if (fields.events) {
+          opened |= results_.AddEvent(batch, pick->index,
+                                      wire::ResultEntry::Kind::kStarted, "",
+                                      [] { return absl::Now(); }, sealed);
+        }
+        state = &batch->tasks[pick->index];
         state->core = this;
         ++tasks_out_;
-        ++pick->batch->live;
+        ++batch->live;
         ++outstanding_answers_;
-        room_opened = pick->room_opened;
         break;
       }
       const absl::Time t = absl::Now();
       if (deadline == absl::InfiniteFuture()) deadline = t + timeout;
-      if (t >= deadline) return absl::DeadlineExceededError("no job within the timeout");
+      if (t >= deadline) {
+        status = absl::DeadlineExceededError("no job within the timeout");
+        break;
+      }
       // Wake at least every 50 ms to notice a Shutdown() from a signal
       // handler, which cannot signal a condition variable.
       ready_cv_.WaitWithTimeout(
           &mu_, std::min({deadline - t, absl::Milliseconds(50), pace_wait}));
     }
+    unsent_ += sealed.size();
   }
-  counters_.handed_out.Add();
-  if (room_opened) wakeup_.Notify();
-  return Task(state);
+  if (room_opened || opened) wakeup_.Notify();
+  Send(sealed);
+  if (!status.ok()) return status;
+  return state;
+}
+
+void ProcessorCore::Expire(InBatch* batch, uint32_t index, int64_t deadline_ms,
+                           std::vector<std::unique_ptr<OutMessage>>& sealed,
+                           bool& opened) {
+  batch->tasks[index].answered = true;
+  opened |= results_.AddExpired(
+      batch, index,
+      StrCat("deadline ", absl::FormatTime(absl::FromUnixMillis(deadline_ms)),
+             " passed before a processor took the job; it was not processed"),
+      [] { return absl::Now(); }, sealed);
+  counters_.expired.Add();
+}
+
+bool ProcessorCore::Admit(Task& task) {
+  if (validators_.empty()) return true;
+  auto it = validators_.find(ToAbsl(task.group()));
+  if (it == validators_.end()) return true;
+  absl::Status valid = it->second(task.data());
+  if (valid.ok()) return true;
+  counters_.invalid.Add();
+  (void)task.Fail(StrCat("invalid job data: ", FromAbsl(valid.message())));
+  return false;
 }
 
 void ProcessorCore::CountUnknownGroup(std::string_view group) {
@@ -336,6 +393,10 @@ absl::Status Processor::Run(
       if (!task->answered()) (void)task->Fail("handler threw an exception");
     }
   }
+}
+
+void Processor::SetValidator(std::string group, Validator validator) {
+  impl_->core->SetValidator(std::move(group), std::move(validator));
 }
 
 void Processor::Shutdown() { impl_->core->Shutdown(); }

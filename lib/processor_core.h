@@ -22,6 +22,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "batchbus/processor.h"
 #include "in_batch.h"
@@ -73,6 +74,10 @@ class ProcessorCore final : JobConsumers::Listener,
   absl::Status Start();
   absl::StatusOr<Task> Next(absl::Duration timeout);
   absl::Status Answer(Task::State* state, bool ok, std::string_view text);
+  absl::Status Progress(Task::State* state, std::string_view json);
+  void SetValidator(std::string group, Processor::Validator validator) {
+    validators_[std::move(group)] = std::move(validator);
+  }
   // `last`: the caller must delete the core (see Orphan()).
   bool Release(Task::State* state, bool& last);
   // The facade lets go of the core after Close. True when no Task is out,
@@ -110,6 +115,16 @@ class ProcessorCore final : JobConsumers::Listener,
                        std::string why) override;
 
   void PollerLoop();
+  // The next job to hand out, waiting until `deadline` (set from `timeout`
+  // when the wait begins). Jobs past their deadline end EXPIRED on the way.
+  absl::StatusOr<Task::State*> Take(absl::Duration timeout,
+                                    absl::Time& deadline);
+  // Ends EXPIRED a job that was picked but not handed out.
+  void Expire(InBatch* batch, uint32_t index, int64_t deadline_ms,
+              std::vector<std::unique_ptr<OutMessage>>& sealed,
+              bool& opened) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Runs the group's validator; a refused job is answered here (false).
+  bool Admit(Task& task);
   bool ReadPriority(Priority p);
   void Accept(Priority p, kafka::MessagePtr msg);
   void DeadLetterResults(std::unique_ptr<OutMessage> msg, std::string why);
@@ -127,6 +142,8 @@ class ProcessorCore final : JobConsumers::Listener,
   const Config config_;
   const std::string name_;
   const PerPriority<std::string> topics_;
+  // Set before the first Next(), then only read (SetValidator).
+  absl::flat_hash_map<std::string, Processor::Validator> validators_;
   WakeupPipe wakeup_;
   Intake intake_;  // Poller thread only.
   ProcessorCounters counters_;

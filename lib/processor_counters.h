@@ -10,7 +10,8 @@
 
 namespace batchbus {
 
-// Worker threads bump the first two; the poller thread the rest.
+// Worker threads bump the first three and the last two; the poller
+// thread the rest.
 struct ProcessorCounters {
   alignas(64) Counter handed_out;
   alignas(64) Counter answered_ok;
@@ -21,6 +22,8 @@ struct ProcessorCounters {
   Counter result_messages;
   Counter results_dead_lettered;
   Counter unknown_group;
+  Counter expired;
+  Counter invalid;
 
   // Everything but the scheduler's figures, which its lock guards.
   Processor::Stats Snapshot() const {
@@ -34,6 +37,8 @@ struct ProcessorCounters {
     s.result_messages = result_messages.Get();
     s.results_dead_lettered = results_dead_lettered.Get();
     s.unknown_group = unknown_group.Get();
+    s.expired = expired.Get();
+    s.invalid = invalid.Get();
     return s;
   }
 };

@@ -8,9 +8,9 @@ size_t ResultBatcher::EntryBytes(bool ok, std::string_view text) {
   return wire::kResultOverhead + (ok ? text.size() : json::QuotedSize(text));
 }
 
-bool ResultBatcher::Add(InBatch* batch, uint32_t index, bool ok,
-                        std::string_view text,
-                        absl::FunctionRef<absl::Time()> now, Sealed& sealed) {
+ResultBatcher::Buffer& ResultBatcher::Open(const InBatch* batch, size_t bytes,
+                                           absl::FunctionRef<absl::Time()> now,
+                                           Sealed& sealed, bool& opened) {
   const wire::DecodedBatch& d = batch->decoded;
   Buffer& buffer = buffers_[batch->reply_key];
   // Keys are hashes: a collision shares a buffer with another address.
@@ -19,11 +19,11 @@ bool ResultBatcher::Add(InBatch* batch, uint32_t index, bool ok,
                             buffer.topic == d.reply_topic &&
                             buffer.version == d.version;
   if (!buffer.writer.empty() &&
-      (!same_address || buffer.writer.size() + EntryBytes(ok, text) >
-                            options_.max_message_bytes)) {
+      (!same_address ||
+       buffer.writer.size() + bytes > options_.max_message_bytes)) {
     Seal(buffer, sealed);
   }
-  bool opened = false;
+  opened = false;
   if (buffer.writer.empty()) {
     if (!same_address) {
       buffer.instance = std::string(d.instance);
@@ -36,24 +36,69 @@ bool ResultBatcher::Add(InBatch* batch, uint32_t index, bool ok,
     buffer.deadline = now() + options_.linger;
     opened = true;
   }
-  const JobId& id = d.jobs[index].id;
-  if (ok) {
-    buffer.writer.AddOk(d.seq, index, id, text);
-  } else {
-    buffer.writer.AddError(d.seq, index, id, text);
-  }
+  return buffer;
+}
+
+void ResultBatcher::Answers(Buffer& buffer, InBatch* batch) {
   if (!buffer.acks.empty() && buffer.acks.back().first == batch) {
     ++buffer.acks.back().second;
   } else {
     buffer.acks.emplace_back(batch, 1);
   }
   ++batch->answered;
+}
+
+void ResultBatcher::Added(Buffer& buffer, const InBatch* batch,
+                          Sealed& sealed) {
   const bool realtime = batch->priority == Priority::kRealtime;
   buffer.realtime |= realtime;
   if (realtime || batch->answered == batch->size ||
       buffer.writer.size() >= options_.result_max_bytes) {
     Seal(buffer, sealed);
   }
+}
+
+bool ResultBatcher::Add(InBatch* batch, uint32_t index, bool ok,
+                        std::string_view text,
+                        absl::FunctionRef<absl::Time()> now, Sealed& sealed) {
+  bool opened = false;
+  Buffer& buffer = Open(batch, EntryBytes(ok, text), now, sealed, opened);
+  const wire::DecodedBatch& d = batch->decoded;
+  const wire::DecodedJob& job = d.jobs[index];
+  if (ok) {
+    buffer.writer.AddOk(d.seq, index, job.id, text, job.fields.attempt);
+  } else {
+    buffer.writer.AddError(d.seq, index, job.id, text, job.fields.attempt);
+  }
+  Answers(buffer, batch);
+  Added(buffer, batch, sealed);
+  return opened && !buffer.writer.empty();
+}
+
+bool ResultBatcher::AddExpired(InBatch* batch, uint32_t index,
+                               std::string_view why,
+                               absl::FunctionRef<absl::Time()> now,
+                               Sealed& sealed) {
+  bool opened = false;
+  Buffer& buffer = Open(batch, EntryBytes(false, why), now, sealed, opened);
+  const wire::DecodedBatch& d = batch->decoded;
+  buffer.writer.AddExpired(d.seq, index, d.jobs[index].id, why);
+  Answers(buffer, batch);
+  Added(buffer, batch, sealed);
+  return opened && !buffer.writer.empty();
+}
+
+bool ResultBatcher::AddEvent(InBatch* batch, uint32_t index,
+                             wire::ResultEntry::Kind kind, std::string_view data,
+                             absl::FunctionRef<absl::Time()> now,
+                             Sealed& sealed) {
+  if (batch->decoded.version < 2) return false;
+  bool opened = false;
+  Buffer& buffer = Open(batch, EntryBytes(true, data), now, sealed, opened);
+  const wire::DecodedBatch& d = batch->decoded;
+  const wire::DecodedJob& job = d.jobs[index];
+  buffer.writer.AddEvent(d.seq, index, job.id, kind, data, job.fields.attempt);
+  Added(buffer, batch, sealed);
   return opened && !buffer.writer.empty();
 }
 

@@ -1,6 +1,7 @@
-// Result batcher: the results of one submitter instance's jobs, gathered
-// into result messages (one open message per reply address). A message is
-// sealed when it holds a realtime result, completes a batch, reaches
+// Result batcher: the results of one submitter instance's jobs, and the
+// started and progress events of those whose submitter asked for them,
+// gathered into result messages (one open message per reply address). A
+// message is sealed when it holds a realtime entry, completes a batch, reaches
 // result_max_bytes, would pass max_message_bytes with the next result, or
 // has lingered result_linger since its first result.
 //
@@ -44,6 +45,15 @@ class ResultBatcher {
   // now() + linger (the clock is read only then).
   bool Add(InBatch* batch, uint32_t index, bool ok, std::string_view text,
            absl::FunctionRef<absl::Time()> now, Sealed& sealed);
+  // Job `index` ends EXPIRED, not processed; `why` is its error.
+  bool AddExpired(InBatch* batch, uint32_t index, std::string_view why,
+                  absl::FunctionRef<absl::Time()> now, Sealed& sealed);
+  // A started or progress (`data`: JSON) event of job `index`, which has
+  // not ended. It answers nothing: the batch's counts do not move. A
+  // version-1 batch cannot carry events: nothing is added.
+  bool AddEvent(InBatch* batch, uint32_t index, wire::ResultEntry::Kind kind,
+                std::string_view data, absl::FunctionRef<absl::Time()> now,
+                Sealed& sealed);
 
   // Seals the messages whose linger ended; returns when the next one ends
   // (InfiniteFuture when none is open).
@@ -66,6 +76,16 @@ class ResultBatcher {
     absl::Time deadline;
     bool realtime = false;
   };
+  // The open message for the batch's reply address, with room for
+  // `bytes` more; what was open for another address, or is too full, is
+  // sealed first. `opened`: a message was begun.
+  Buffer& Open(const InBatch* batch, size_t bytes,
+               absl::FunctionRef<absl::Time()> now, Sealed& sealed,
+               bool& opened);
+  // The buffer's newest entry answers a job of `batch`.
+  void Answers(Buffer& buffer, InBatch* batch);
+  // An entry was added to `buffer`: seals it when it must go now.
+  void Added(Buffer& buffer, const InBatch* batch, Sealed& sealed);
   void Seal(Buffer& buffer, Sealed& sealed);
 
   Options options_;

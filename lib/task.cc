@@ -50,6 +50,36 @@ absl::Status ProcessorCore::Answer(Task::State* state, bool ok,
   return absl::OkStatus();
 }
 
+absl::Status ProcessorCore::Progress(Task::State* state, std::string_view json) {
+  if (auto s = json::Validate(json, "progress"); !s.ok()) return s;
+  json = json::TrimWhitespace(json);
+  if (ResultBatcher::EntryBytes(true, json) + wire::kResultOverhead >
+      config_.max_message_bytes) {
+    return absl::InvalidArgumentError(StrCat(
+        "progress of ", json.size(), " bytes does not fit in one message ",
+        "(max_message_bytes = ", config_.max_message_bytes, ")"));
+  }
+  const wire::JobFields& fields =
+      state->batch->decoded.jobs[state->index].fields;
+  std::vector<std::unique_ptr<OutMessage>> sealed;
+  bool opened = false;
+  {
+    MutexLock lock(&mu_);
+    if (closed_) return absl::FailedPreconditionError("the processor is closed");
+    if (state->answered) {
+      return absl::FailedPreconditionError("job was already answered");
+    }
+    if (!fields.events) return absl::OkStatus();  // Nobody asked.
+    opened = results_.AddEvent(state->batch, state->index,
+                               wire::ResultEntry::Kind::kProgress, json,
+                               [] { return absl::Now(); }, sealed);
+    unsent_ += sealed.size();
+  }
+  if (opened) wakeup_.Notify();
+  Send(sealed);
+  return absl::OkStatus();
+}
+
 // A Task lets go of its job. Returns false, releasing nothing, when the job
 // was never answered and can still be: the caller answers it first.
 bool ProcessorCore::Release(Task::State* state, bool& last) {
@@ -105,6 +135,20 @@ std::string_view Task::group() const {
 Priority Task::priority() const { return state_->batch->priority; }
 std::string_view Task::data() const {
   return state_->batch->decoded.jobs[state_->index].data;
+}
+
+uint32_t Task::attempt() const {
+  return state_->batch->decoded.jobs[state_->index].fields.attempt;
+}
+
+absl::Time Task::deadline() const {
+  const int64_t ms = state_->batch->decoded.jobs[state_->index].fields.deadline_ms;
+  return ms == 0 ? absl::InfiniteFuture() : absl::FromUnixMillis(ms);
+}
+
+absl::Status Task::Progress(std::string_view json) {
+  if (state_ == nullptr) return absl::FailedPreconditionError("empty task");
+  return state_->core->Progress(state_, json);
 }
 
 bool Task::answered() const {

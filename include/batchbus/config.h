@@ -105,6 +105,12 @@ struct Config {
   // pacing".
   bool realtime_pacing = true;
   absl::Duration realtime_pacing_target = absl::Milliseconds(2);
+  // Deadlines (Job::deadline) are absolute times from the submitter's
+  // clock. A processor hands a job out only while its own clock reads at
+  // least deadline_skew before the deadline, so a job is never started past
+  // its deadline when the two hosts' clocks differ by up to this much. Past
+  // it the job ends EXPIRED, not processed.
+  absl::Duration deadline_skew = absl::ZeroDuration();
   // Malformed job messages go here; default "{namespace}.{processor}.dead".
   std::string dead_letter_topic;
 

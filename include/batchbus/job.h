@@ -44,8 +44,7 @@ enum class JobStatus : uint8_t {
                         // which. The job may or may not have been processed.
   kExpired = 5,         // Its deadline passed before a processor handed it
                         // out: it was NOT processed, and resubmitting it is
-                        // safe. `error` says when. (Read from the wire;
-                        // processors do not send it yet, see Job::deadline.)
+                        // safe. `error` says when.
 };
 
 // "NEW", "SUBMITTED", "PROCESSED_OK", "PROCESSED_ERROR", "BATCH_FAILED",

@@ -18,6 +18,13 @@
 // therefore be idempotent: check whether the work was already done before
 // doing it.
 //
+// Lifecycle: a job whose deadline (Job::deadline, less
+// Config::deadline_skew) has passed when a worker would take it is not
+// handed out: it ends EXPIRED at its submitter, which may resubmit it. A
+// group's validator (SetValidator) refuses bad job data the same way, with
+// PROCESSED_ERROR. A submitter that asked for events gets a `started` event
+// at hand-out and each Task::Progress, always before the result.
+//
 // A malformed message on a job topic never stops the processor: it is
 // counted, logged once with its topic/partition/offset, copied to the dead
 // letter topic, and passed. So are results that cannot be delivered to the
@@ -54,7 +61,7 @@ namespace batchbus {
 class Processor;
 
 // One job handed out by Processor::Next(). Answer it exactly once with
-// Complete() or Fail(). A Task destroyed unanswered is failed with
+// Complete() or Fail(); Progress() may come before. A Task destroyed unanswered is failed with
 // "handler returned without answering the job". Move-only. The string views
 // stay valid for the Task's lifetime.
 class Task {
@@ -72,6 +79,18 @@ class Task {
   Priority priority() const;
   // The job's data as raw JSON text, exactly as submitted.
   std::string_view data() const;
+  // Which delivery of the job this is, from 1.
+  uint32_t attempt() const;
+  // The job's deadline (Job::deadline), InfiniteFuture when it has none.
+  // A handler passes the time left to the calls it makes upstream.
+  absl::Time deadline() const;
+
+  // Reports progress, any JSON value, to the submitter's event callback
+  // (Submitter::Submit with an EventCallback). Sent with the results,
+  // always before the job's result. OK and nothing sent when the submitter
+  // did not ask for events; InvalidArgument when `json` is not valid JSON
+  // or too large for a message; FailedPrecondition once answered.
+  absl::Status Progress(std::string_view json);
 
   // PROCESSED_OK with `result_json` (any JSON value). InvalidArgument when
   // it is not valid JSON (the task stays open); FailedPrecondition when
@@ -107,6 +126,10 @@ class Processor {
     uint64_t malformed_messages = 0;  // Sent to the dead letter topic.
     uint64_t result_messages = 0;     // Acknowledged by the broker.
     uint64_t unknown_group = 0;       // Run() had no handler.
+    // Jobs ended EXPIRED, not handed out: their deadline had passed.
+    uint64_t expired = 0;
+    // Jobs ended PROCESSED_ERROR by their group's validator, not handed out.
+    uint64_t invalid = 0;
     // Result messages that could not be delivered (their reply address
     // does not exist, or they kept failing), copied to the dead letter
     // topic instead; their batches are committed.
@@ -118,6 +141,11 @@ class Processor {
     uint64_t pacing_trials = 0;
     uint64_t pacing_gave_up = 0;
   };
+
+  // Checks a job's data before it is handed out; a job it refuses ends
+  // PROCESSED_ERROR ("invalid job data: <its message>") and no handler sees
+  // it. Runs on the thread calling Next(), outside the processor's locks.
+  using Validator = std::function<absl::Status(std::string_view data)>;
 
   // Joins the consumer groups "{namespace}.{processor}" (normal and slow
   // topics) and "{namespace}.{processor}.realtime" (realtime topic).
@@ -137,6 +165,10 @@ class Processor {
   // group. A job with no handler for its group ends PROCESSED_ERROR
   // ("no handler for group 'x'"). Returns OK after a requested shutdown.
   absl::Status Run(const absl::flat_hash_map<std::string, Handler>& handlers);
+
+  // Sets the validator of `group`'s jobs (replacing any). Call before the
+  // first Next() or Run(): validators are read without a lock.
+  void SetValidator(std::string group, Validator validator);
 
   // Requests a graceful stop: Next() returns Cancelled, Run() returns.
   // Async-signal-safe; returns at once.

@@ -157,5 +157,53 @@ TEST_F(ResultBatcherTest, AnswersAVersionOneBatchInVersionOne) {
   EXPECT_EQ(sealed_[1]->payload.rfind("{\"v\":2,", 0), 0u) << sealed_[1]->payload;
 }
 
+TEST_F(ResultBatcherTest, EventsAnswerNothingAndKeepTheirOrderBeforeTheResult) {
+  InBatch* b = Batch(Priority::kNormal, 1);
+  b->decoded.jobs[0].fields.attempt = 2;
+  batcher_.AddEvent(b, 0, wire::ResultEntry::Kind::kStarted, "", [] { return kT0; },
+                    sealed_);
+  batcher_.AddEvent(b, 0, wire::ResultEntry::Kind::kProgress, "{\"p\":1}",
+                    [] { return kT0; }, sealed_);
+  EXPECT_EQ(b->answered, 0u);
+  EXPECT_TRUE(sealed_.empty()) << "an event does not complete its batch";
+  batcher_.Add(b, 0, true, "7", [] { return kT0; }, sealed_);
+  ASSERT_EQ(sealed_.size(), 1u);
+  ASSERT_EQ(sealed_[0]->acks.size(), 1u);
+  EXPECT_EQ(sealed_[0]->acks[0].second, 1u) << "only the result acknowledges";
+
+  wire::Decoder decoder;
+  std::string_view instance;
+  std::vector<wire::ResultEntry> entries;
+  ASSERT_TRUE(decoder.DecodeResults(sealed_[0]->payload, instance, entries).ok());
+  ASSERT_EQ(entries.size(), 3u);
+  EXPECT_EQ(entries[0].kind, wire::ResultEntry::Kind::kStarted);
+  EXPECT_EQ(entries[1].kind, wire::ResultEntry::Kind::kProgress);
+  EXPECT_EQ(entries[1].data, "{\"p\":1}");
+  EXPECT_EQ(entries[2].kind, wire::ResultEntry::Kind::kResult);
+  EXPECT_EQ(entries[2].attempts, 2u);
+}
+
+TEST_F(ResultBatcherTest, AVersionOneBatchGetsNoEvents) {
+  InBatch* b = Batch(Priority::kNormal, 1);
+  b->decoded.version = 1;
+  EXPECT_FALSE(batcher_.AddEvent(b, 0, wire::ResultEntry::Kind::kStarted, "",
+                                 [] { return kT0; }, sealed_));
+  EXPECT_EQ(batcher_.open_results(), 0u);
+}
+
+TEST_F(ResultBatcherTest, ExpiredJobIsAnsweredExpired) {
+  InBatch* b = Batch(Priority::kRealtime, 1);
+  batcher_.AddExpired(b, 0, "too late", [] { return kT0; }, sealed_);
+  ASSERT_EQ(sealed_.size(), 1u);
+  EXPECT_EQ(b->answered, 1u);
+  wire::Decoder decoder;
+  std::string_view instance;
+  std::vector<wire::ResultEntry> entries;
+  ASSERT_TRUE(decoder.DecodeResults(sealed_[0]->payload, instance, entries).ok());
+  ASSERT_EQ(entries.size(), 1u);
+  EXPECT_EQ(entries[0].status, JobStatus::kExpired);
+  EXPECT_EQ(entries[0].error, "too late");
+}
+
 }  // namespace
 }  // namespace batchbus
