@@ -17,6 +17,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
@@ -226,6 +227,46 @@ absl::Status SetMaxMessageBytes(Config& c, Sv key, Sv value) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<double> ParseMultiplier(Sv key, Sv value) {
+  double v = 0;
+  if (!absl::SimpleAtod(value, &v) || !(v >= 1.0) || v > 1000.0) {
+    return BadValue(key, value, "a number from 1 to 1000");
+  }
+  return v;
+}
+absl::StatusOr<uint64_t> ParseAttempts(Sv key, Sv value) {
+  absl::StatusOr<uint64_t> n = ParseCount(key, value, 1'000'000);
+  if (n.ok() && *n == 0) return BadValue(key, value, "at least 1");
+  return n;
+}
+
+using RetrySetter = absl::Status (*)(RetryOverrides&, Sv key, Sv value);
+template <auto Field, auto Parse>
+constexpr RetrySetter kSetRetry = SetField<RetryOverrides, Field, Parse>;
+
+struct RetryKey {
+  Sv name;  // After "retry." or "group.<name>.".
+  RetrySetter set;
+};
+
+const RetryKey kRetryKeys[] = {
+    {"max_attempts", kSetRetry<&RetryOverrides::max_attempts, ParseAttempts>},
+    {"initial_delay_ms",
+     kSetRetry<&RetryOverrides::initial_delay, ParseMillis>},
+    {"multiplier", kSetRetry<&RetryOverrides::multiplier, ParseMultiplier>},
+    {"max_delay_ms", kSetRetry<&RetryOverrides::max_delay, ParseMillis>},
+};
+
+absl::Status SetRetry(RetryOverrides& retry, Sv key, Sv field, Sv value) {
+  for (const RetryKey& k : kRetryKeys) {
+    if (k.name == field) return k.set(retry, key, value);
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "unknown config key '", key,
+      "'; the retry keys end in max_attempts, initial_delay_ms, multiplier "
+      "and max_delay_ms"));
+}
+
 struct GlobalKey {
   Sv name;
   GlobalSetter set;
@@ -284,6 +325,7 @@ std::string EnvName(Sv key) {
 std::vector<std::string> KnownKeys() {
   std::vector<std::string> keys;
   for (const GlobalKey& k : kGlobalKeys) keys.emplace_back(k.name);
+  for (const RetryKey& k : kRetryKeys) keys.push_back(absl::StrCat("retry.", k.name));
   for (Priority p : kAllPriorities) {
     for (const PriorityKey& k : kPriorityKeys) {
       keys.push_back(absl::StrCat(ToSv(PriorityName(p)), ".", k.name));
@@ -420,6 +462,25 @@ absl::Status Config::Set(std::string_view key_in, std::string_view value_in) {
 
   for (const GlobalKey& k : kGlobalKeys) {
     if (k.name == key) return k.set(*this, key, value);
+  }
+  if (Sv field = key; absl::ConsumePrefix(&field, "retry.")) {
+    return SetRetry(retry, key, field, value);
+  }
+  // group.<name>.<field>; a group's name may hold dots, a field does not.
+  if (Sv rest = key; absl::ConsumePrefix(&rest, "group.")) {
+    const size_t dot = rest.rfind('.');
+    if (dot == Sv::npos || dot == 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "config key '", key, "' names no group setting; write "
+          "'group.<name>.max_attempts' (or initial_delay_ms, multiplier, "
+          "max_delay_ms)"));
+    }
+    const std::string group(rest.substr(0, dot));
+    auto it = group_retry.find(group);
+    RetryOverrides scratch = it == group_retry.end() ? RetryOverrides{} : it->second;
+    absl::Status s = SetRetry(scratch, key, rest.substr(dot + 1), value);
+    if (s.ok()) group_retry[group] = scratch;  // A bad value changes nothing.
+    return s;
   }
 
   const size_t dot = key.find('.');
@@ -724,6 +785,19 @@ absl::Status Config::Validate() const {
 }
 
 #undef BATCHBUS_RETURN_IF_ERROR_
+
+RetryPolicy Config::RetryFor(std::string_view group) const {
+  RetryPolicy p;
+  auto apply = [&p](const RetryOverrides& o) {
+    p.max_attempts = o.max_attempts.value_or(p.max_attempts);
+    p.initial_delay = o.initial_delay.value_or(p.initial_delay);
+    p.multiplier = o.multiplier.value_or(p.multiplier);
+    p.max_delay = o.max_delay.value_or(p.max_delay);
+  };
+  apply(retry);
+  if (auto it = group_retry.find(group); it != group_retry.end()) apply(it->second);
+  return p;
+}
 
 std::string Config::TopicFor(std::string_view processor_in, Priority p) const {
   const Sv processor = ToSv(processor_in);

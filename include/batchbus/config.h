@@ -18,6 +18,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -27,6 +28,26 @@
 #include "batchbus/job.h"
 
 namespace batchbus {
+
+// How a job that a handler ended with Task::Retry is delivered again:
+// attempt n+1 waits initial_delay * multiplier^(n-1), at most max_delay,
+// with up to 20% of jitter either way; after max_attempts attempts the job
+// ends PROCESSED_ERROR and is copied to the dead letter topic.
+struct RetryPolicy {
+  uint32_t max_attempts = 3;
+  absl::Duration initial_delay = absl::Seconds(1);
+  double multiplier = 2.0;
+  absl::Duration max_delay = absl::Minutes(5);
+};
+
+// Settings of a RetryPolicy that override the defaults (or, for a group,
+// the processor's): keys `retry.<field>` and `group.<name>.<field>`.
+struct RetryOverrides {
+  std::optional<uint32_t> max_attempts;
+  std::optional<absl::Duration> initial_delay;
+  std::optional<double> multiplier;
+  std::optional<absl::Duration> max_delay;
+};
 
 // Per-priority batching and timeout settings.
 struct PriorityConfig {
@@ -111,6 +132,9 @@ struct Config {
   // its deadline when the two hosts' clocks differ by up to this much. Past
   // it the job ends EXPIRED, not processed.
   absl::Duration deadline_skew = absl::ZeroDuration();
+  // Retries (Task::Retry): the processor's policy, and per-group ones.
+  RetryOverrides retry;
+  std::map<std::string, RetryOverrides, std::less<>> group_retry;
   // Malformed job messages go here; default "{namespace}.{processor}.dead".
   std::string dead_letter_topic;
 
@@ -157,6 +181,8 @@ struct Config {
   std::string ReplyTopic() const;
   std::string GroupIdFor(std::string_view processor) const;
   std::string DeadLetterTopicFor(std::string_view processor) const;
+  // The defaults, overridden by `retry`, overridden by `group`'s entry.
+  RetryPolicy RetryFor(std::string_view group) const;
 };
 
 }  // namespace batchbus
