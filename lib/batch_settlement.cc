@@ -73,6 +73,10 @@ void ProcessorCore::Acknowledge(const OutMessage& msg, Commits& commits) {
     msg.dead_letter_for->dead_letter_pending = false;
     Settle(msg.dead_letter_for, commits);
   }
+  if (msg.copy_for != nullptr) {
+    --msg.copy_for->copies_pending;
+    Settle(msg.copy_for, commits);
+  }
   for (const auto& [b, n] : msg.acks) {
     b->acked += n;
     Settle(b, commits);
@@ -81,6 +85,8 @@ void ProcessorCore::Acknowledge(const OutMessage& msg, Commits& commits) {
 
 void ProcessorCore::OnSent(std::unique_ptr<OutMessage> msg) {
   if (msg->kind == OutMessage::Kind::kResults) counters_.result_messages.Add();
+  // A relay (or its dead-letter copy) lets its delay tier commit past it.
+  if (msg->relay_from.tier >= 0) delay_line_.Relayed(*msg);
   Commits commits;
   {
     MutexLock lock(&mu_);
@@ -98,7 +104,9 @@ void ProcessorCore::OnUndeliverable(std::unique_ptr<OutMessage> msg,
     done_cv_.SignalAll();
     return;
   }
-  if (msg->kind == OutMessage::Kind::kResults) {
+  if (msg->kind == OutMessage::Kind::kResults ||
+      msg->kind == OutMessage::Kind::kForward ||
+      msg->kind == OutMessage::Kind::kRelay) {
     DeadLetterResults(std::move(msg), std::move(why));
     return;
   }
@@ -129,7 +137,10 @@ void ProcessorCore::DeadLetterResults(std::unique_ptr<OutMessage> msg,
     if (!origin.empty()) origin += ",";
     origin += StrCat(topics_[b->priority], "[", b->partition, "]@", b->offset);
   }
-  const std::string error = StrCat("results not delivered: ", why);
+  const std::string error =
+      StrCat(msg->kind == OutMessage::Kind::kResults ? "results" : "job",
+             " not delivered to ", msg->topic, ": ", why);
+  copy->relay_from = msg->relay_from;
   copy->headers = {{"batchbus.error", error}, {"batchbus.origin", origin}};
   copy->acks = std::move(msg->acks);
   uint64_t held_back = 0;

@@ -46,14 +46,18 @@ struct InBatch {
   uint32_t acked = 0;     // Results acknowledged by the broker.
   uint32_t live = 0;      // Task objects still pointing here.
   bool dead_letter_pending = false;
+  uint32_t copies_pending = 0;  // Failed jobs' dead-letter copies unwritten.
   bool revoked = false;   // Its partition went to another member.
   bool finished = false;  // Reported done to the offset tracker.
 
   // Every result (or its dead-letter copy) reached the broker.
-  bool done() const { return acked == size && !dead_letter_pending; }
+  bool done() const {
+    return acked == size && !dead_letter_pending && copies_pending == 0;
+  }
   // Nothing refers to it any more: it may be freed.
   bool idle() const {
-    return answered == handed && acked == answered && live == 0;
+    return answered == handed && acked == answered && live == 0 &&
+           copies_pending == 0;
   }
 };
 

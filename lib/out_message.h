@@ -18,6 +18,9 @@ struct OutMessage {
     kResults,        // Results for one submitter instance.
     kMalformedCopy,  // A malformed job message, copied to the dead letters.
     kResultsCopy,    // Results that could not be delivered, copied there.
+    kForward,        // A job sent to a delay tier (a delay or a retry).
+    kFailedJobCopy,  // A job that ended failed, copied to the dead letters.
+    kRelay,          // A delay tier's message, passed on (delay line).
   };
   Kind kind = Kind::kResults;
   std::string topic;
@@ -31,6 +34,14 @@ struct OutMessage {
   std::vector<std::pair<InBatch*, uint32_t>> acks;
   // A dead-letter copy of a malformed job message.
   InBatch* dead_letter_for = nullptr;
+  // A failed job's dead-letter copy: its batch waits for it.
+  InBatch* copy_for = nullptr;
+  // A relay: the delay tier message it passes on.
+  struct Origin {
+    int tier = -1;
+    int32_t partition = 0;
+    int64_t offset = 0;
+  } relay_from;
 
   // Outbox bookkeeping.
   int attempts = 0;

@@ -15,6 +15,7 @@
 
 #include <algorithm>
 
+#include "delay_tiers.h"
 #include "kafka.h"
 #include "log.h"
 #include "processor_core.h"
@@ -28,6 +29,9 @@ absl::Status ProcessorCore::Start() {
   if (!wakeup_.ok()) return absl::InternalError("could not create a pipe");
   if (auto s = outbox_.Start(wakeup_.write_fd()); !s.ok()) return s;
   std::vector<std::string> wanted(topics_.begin(), topics_.end());
+  for (const DelayTier& tier : kDelayTiers) {
+    wanted.push_back(DelayTopic(config_, name_, tier));
+  }
   wanted.push_back(config_.DeadLetterTopicFor(name_));
   wanted.push_back(config_.ReplyTopic());
   if (auto s = kafka::EnsureTopics(outbox_.handle(), config_, wanted,
@@ -36,6 +40,7 @@ absl::Status ProcessorCore::Start() {
     return s;
   }
   if (auto s = consumers_.Start(wakeup_.write_fd()); !s.ok()) return s;
+  if (auto s = delay_line_.Start(wakeup_.write_fd()); !s.ok()) return s;
   poller_ = std::thread([this] { PollerLoop(); });
   log::Info("processor ", name_, " consuming ", topics_[Priority::kRealtime],
             ", ", topics_[Priority::kNormal], ", ", topics_[Priority::kSlow],
@@ -53,6 +58,9 @@ void ProcessorCore::PollerLoop() {
     bool busy = false;
     if (!shutdown_requested()) {
       for (Priority p : kAllPriorities) busy |= ReadPriority(p);
+      std::vector<std::unique_ptr<OutMessage>> relays;
+      next_wake = std::min(next_wake, delay_line_.Poll(now, relays));
+      for (auto& relay : relays) outbox_.Send(std::move(relay));
     }
     std::vector<std::unique_ptr<OutMessage>> sealed;
     std::optional<Pacer::Decision> pacing;
@@ -214,6 +222,16 @@ absl::StatusOr<Task::State*> ProcessorCore::Take(absl::Duration timeout,
           Expire(batch, pick->index, fields.deadline_ms, sealed, opened);
           continue;
         }
+        if (fields.not_before_ms != 0) {
+          const absl::Time t = absl::Now();
+          if (fields.not_before_ms > absl::ToUnixMillis(t)) {
+            // Early: it waits in a delay tier, not here.
+            sealed.push_back(Forward(batch, pick->index, fields,
+                                     absl::FromUnixMillis(fields.not_before_ms), t));
+            counters_.delayed.Add();
+            continue;
+          }
+        }
         if (fields.events) {
           opened |= results_.AddEvent(batch, pick->index,
                                       wire::ResultEntry::Kind::kStarted, "",
@@ -332,6 +350,7 @@ absl::Status ProcessorCore::Close(absl::Duration timeout) {
   if (poller_.joinable()) poller_.join();
   consumers_.Close(deadline);  // Commits the stored offsets.
   outbox_.Close(deadline);
+  delay_line_.Close(deadline);  // Commits what was relayed.
   return status;
 }
 

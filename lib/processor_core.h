@@ -25,6 +25,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "batchbus/processor.h"
+#include "delay_line.h"
 #include "in_batch.h"
 #include "intake.h"
 #include "job_consumers.h"
@@ -69,12 +70,17 @@ class ProcessorCore final : JobConsumers::Listener,
         results_({config_.max_message_bytes, config_.result_max_bytes,
                   config_.result_linger}),
         outbox_(config_, this),
-        consumers_(config_, name_, topics_, this) {}
+        consumers_(config_, name_, topics_, this),
+        delay_line_(config_, name_, topics_) {}
 
   absl::Status Start();
   absl::StatusOr<Task> Next(absl::Duration timeout);
   absl::Status Answer(Task::State* state, bool ok, std::string_view text);
   absl::Status Progress(Task::State* state, std::string_view json);
+  // Task::Retry: the job comes back after `delay` (InfiniteDuration: the
+  // group's backoff), or ends failed when it may not (retry.cc).
+  absl::Status Retry(Task::State* state, std::string_view reason,
+                     absl::Duration delay);
   void SetValidator(std::string group, Processor::Validator validator) {
     validators_[std::move(group)] = std::move(validator);
   }
@@ -125,6 +131,17 @@ class ProcessorCore final : JobConsumers::Listener,
               bool& opened) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Runs the group's validator; a refused job is answered here (false).
   bool Admit(Task& task);
+  // Job `index` of `batch` as a one-job batch with `fields`, sent to the
+  // delay tier for `due`; the job counts as answered once it is written.
+  std::unique_ptr<OutMessage> Forward(InBatch* batch, uint32_t index,
+                                      wire::JobFields fields, absl::Time due,
+                                      absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A dead-letter copy of a job that ended failed; its batch waits for it.
+  std::unique_ptr<OutMessage> FailedJobCopy(InBatch* batch, uint32_t index,
+                                            std::string_view reason,
+                                            int64_t first_attempt_ms)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool ReadPriority(Priority p);
   void Accept(Priority p, kafka::MessagePtr msg);
   void DeadLetterResults(std::unique_ptr<OutMessage> msg, std::string why);
@@ -175,6 +192,7 @@ class ProcessorCore final : JobConsumers::Listener,
   // that is already gone.
   Outbox outbox_;
   JobConsumers consumers_;
+  DelayLine delay_line_;  // Poller thread, then Close.
   std::thread poller_;
 };
 

@@ -24,6 +24,9 @@ struct ProcessorCounters {
   Counter unknown_group;
   Counter expired;
   Counter invalid;
+  Counter retried;
+  Counter delayed;
+  Counter jobs_dead_lettered;
 
   // Everything but the scheduler's figures, which its lock guards.
   Processor::Stats Snapshot() const {
@@ -39,6 +42,9 @@ struct ProcessorCounters {
     s.unknown_group = unknown_group.Get();
     s.expired = expired.Get();
     s.invalid = invalid.Get();
+    s.retried = retried.Get();
+    s.delayed = delayed.Get();
+    s.jobs_dead_lettered = jobs_dead_lettered.Get();
     return s;
   }
 };

@@ -39,6 +39,13 @@ ResultBatcher::Buffer& ResultBatcher::Open(const InBatch* batch, size_t bytes,
   return buffer;
 }
 
+uint32_t ResultBatcher::WireIndex(const wire::DecodedJob& job, uint32_t index) {
+  // A retried or delayed job travels alone in a batch of its own, and says
+  // where it stood in its submitter's batch.
+  return job.fields.index != wire::JobFields::kOwnIndex ? job.fields.index
+                                                         : index;
+}
+
 void ResultBatcher::Answers(Buffer& buffer, InBatch* batch) {
   if (!buffer.acks.empty() && buffer.acks.back().first == batch) {
     ++buffer.acks.back().second;
@@ -66,9 +73,11 @@ bool ResultBatcher::Add(InBatch* batch, uint32_t index, bool ok,
   const wire::DecodedBatch& d = batch->decoded;
   const wire::DecodedJob& job = d.jobs[index];
   if (ok) {
-    buffer.writer.AddOk(d.seq, index, job.id, text, job.fields.attempt);
+    buffer.writer.AddOk(d.seq, WireIndex(job, index), job.id, text,
+                        job.fields.attempt);
   } else {
-    buffer.writer.AddError(d.seq, index, job.id, text, job.fields.attempt);
+    buffer.writer.AddError(d.seq, WireIndex(job, index), job.id, text,
+                           job.fields.attempt);
   }
   Answers(buffer, batch);
   Added(buffer, batch, sealed);
@@ -82,7 +91,8 @@ bool ResultBatcher::AddExpired(InBatch* batch, uint32_t index,
   bool opened = false;
   Buffer& buffer = Open(batch, EntryBytes(false, why), now, sealed, opened);
   const wire::DecodedBatch& d = batch->decoded;
-  buffer.writer.AddExpired(d.seq, index, d.jobs[index].id, why);
+  buffer.writer.AddExpired(d.seq, WireIndex(d.jobs[index], index),
+                           d.jobs[index].id, why);
   Answers(buffer, batch);
   Added(buffer, batch, sealed);
   return opened && !buffer.writer.empty();
@@ -97,7 +107,8 @@ bool ResultBatcher::AddEvent(InBatch* batch, uint32_t index,
   Buffer& buffer = Open(batch, EntryBytes(true, data), now, sealed, opened);
   const wire::DecodedBatch& d = batch->decoded;
   const wire::DecodedJob& job = d.jobs[index];
-  buffer.writer.AddEvent(d.seq, index, job.id, kind, data, job.fields.attempt);
+  buffer.writer.AddEvent(d.seq, WireIndex(job, index), job.id, kind, data,
+                         job.fields.attempt);
   Added(buffer, batch, sealed);
   return opened && !buffer.writer.empty();
 }

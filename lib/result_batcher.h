@@ -66,6 +66,8 @@ class ResultBatcher {
   size_t open_results() const;
 
  private:
+  // Where job `index` of its batch stands in its submitter's batch.
+  static uint32_t WireIndex(const wire::DecodedJob& job, uint32_t index);
   struct Buffer {
     std::string instance;
     std::string topic;

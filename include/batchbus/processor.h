@@ -96,8 +96,19 @@ class Task {
   // it is not valid JSON (the task stays open); FailedPrecondition when
   // already answered.
   absl::Status Complete(std::string_view result_json = "null");
-  // PROCESSED_ERROR with `error` as the message.
+  // PROCESSED_ERROR with `error` as the message: final, never retried.
   absl::Status Fail(std::string_view error);
+  // Ends this attempt as retriable: the job is delivered again, as attempt
+  // attempt()+1, after `delay` (by default the group's exponential backoff
+  // with jitter, Config::RetryFor). The job is written back to Kafka before
+  // its batch is committed, so a retry survives a processor crash. When no
+  // retry may follow (the last attempt, a deadline or the submitter's
+  // timeout would pass first, a version-1 submitter) the job ends
+  // PROCESSED_ERROR with `reason` instead, and after its last attempt it is
+  // also copied to the dead letter topic. FailedPrecondition when already
+  // answered.
+  absl::Status Retry(std::string_view reason,
+                     absl::Duration delay = absl::InfiniteDuration());
 
   bool answered() const;
   explicit operator bool() const { return state_ != nullptr; }
@@ -130,6 +141,13 @@ class Processor {
     uint64_t expired = 0;
     // Jobs ended PROCESSED_ERROR by their group's validator, not handed out.
     uint64_t invalid = 0;
+    // Attempts ended with Task::Retry that were scheduled again.
+    uint64_t retried = 0;
+    // Jobs that came before their Job::not_before, sent to wait.
+    uint64_t delayed = 0;
+    // Jobs that ended failed after their last attempt, copied to the dead
+    // letter topic.
+    uint64_t jobs_dead_lettered = 0;
     // Result messages that could not be delivered (their reply address
     // does not exist, or they kept failing), copied to the dead letter
     // topic instead; their batches are committed.
