@@ -28,20 +28,47 @@ size_t BatchHeaderBytes(std::string_view instance,
   return wire::kBatchOverhead + instance.size() + reply_topic.size();
 }
 
-absl::StatusOr<size_t> CheckJob(const Job& job, size_t max_message_bytes,
-                                size_t header_bytes) {
+wire::JobFields JobFieldsOf(const Job& job, bool events) {
+  wire::JobFields f;
+  if (job.deadline != absl::InfiniteFuture()) {
+    f.deadline_ms = std::max<int64_t>(absl::ToUnixMillis(job.deadline), 1);
+  }
+  if (job.not_before != absl::InfinitePast() && job.not_before > absl::Now()) {
+    f.not_before_ms = absl::ToUnixMillis(job.not_before);
+  }
+  f.events = events;
+  return f;
+}
+
+absl::Status CheckTiming(const Job& job, absl::Duration batch_timeout,
+                         absl::Time now) {
+  if (job.deadline != absl::InfiniteFuture() && job.deadline <= now) {
+    return absl::DeadlineExceededError(StrCat(
+        "job deadline ", absl::FormatTime(job.deadline), " has passed"));
+  }
+  if (job.not_before == absl::InfinitePast()) return absl::OkStatus();
+  if (job.not_before >= job.deadline) {
+    return absl::InvalidArgumentError(
+        "job not_before must come before its deadline");
+  }
+  if (job.not_before >= now + batch_timeout) {
+    return absl::InvalidArgumentError(StrCat(
+        "job not_before is ", absl::FormatDuration(job.not_before - now),
+        " away, past its priority's batch timeout of ",
+        absl::FormatDuration(batch_timeout),
+        ": the submitter would stop waiting for its result before it may "
+        "run (raise <priority>.batch_timeout_ms)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<size_t> CheckJob(const Job& job, const wire::JobFields& fields,
+                                size_t max_message_bytes, size_t header_bytes) {
   if (job.processor.empty() || job.processor.size() > kMaxNameBytes ||
       !HasOnlyTopicChars(job.processor)) {
     return absl::InvalidArgumentError(StrCat(
         "job processor name '", job.processor,
         "' must be 1-200 characters of [A-Za-z0-9._-] (it names a topic)"));
-  }
-  if (job.deadline != absl::InfiniteFuture() ||
-      job.not_before != absl::InfinitePast()) {
-    return absl::UnimplementedError(
-        "Job::deadline and Job::not_before are not supported yet: processors "
-        "do not honour them, so such a job could run later or earlier than "
-        "asked");
   }
   if (job.group.empty() || job.group.size() > kMaxGroupBytes ||
       !simdjson::validate_utf8(job.group.data(), job.group.size())) {
@@ -50,7 +77,8 @@ absl::StatusOr<size_t> CheckJob(const Job& job, size_t max_message_bytes,
   }
   if (auto s = json::Validate(job.data, "job data"); !s.ok()) return s;
   const size_t job_size = wire::BatchWriter::JobSize(
-      job.group, json::TrimWhitespace(job.data));
+      job.group, json::TrimWhitespace(job.data),
+      fields.plain() ? nullptr : &fields);
   if (header_bytes + job.processor.size() + job_size > max_message_bytes) {
     return absl::InvalidArgumentError(StrCat(
         "job of ", job_size, " encoded bytes does not fit in one message (",
@@ -69,9 +97,12 @@ Batcher::Slot Batcher::Open(const Job& job, size_t job_size, absl::Time now) {
       std::min(pc.max_bytes, header_bytes_ + job.processor.size() +
                                  (job_size + 1) *
                                      std::max<size_t>(pc.max_jobs, 1)));
+  // Processors schedule no retry for after the moment this submitter stops
+  // waiting. Its timer starts at the seal, at or after now: this errs early.
   batch->writer.Begin({instance_, batch->seq, reply_topic_,
                        reply_partitions_[job.priority], job.processor,
-                       job.priority});
+                       job.priority,
+                       absl::ToUnixMillis(now + pc.batch_timeout)});
   batch->jobs.reserve(std::min<size_t>(pc.max_jobs, 4096));
   batch->linger_deadline = now + pc.max_linger;
   return batch;
@@ -90,7 +121,9 @@ bool Batcher::Add(const Job& job, size_t job_size, ResultSink sink,
     batch = Open(job, job_size, now);
     opened = true;
   }
-  batch->writer.AddJob(job.id, job.group, json::TrimWhitespace(job.data));
+  const wire::JobFields fields = JobFieldsOf(job, sink.events != nullptr);
+  batch->writer.AddJob(job.id, job.group, json::TrimWhitespace(job.data),
+                       fields.plain() ? nullptr : &fields);
   batch->jobs.push_back(
       {job.id, std::move(sink), static_cast<uint32_t>(job_size)});
   if (batch->jobs.size() >= pc.max_jobs ||

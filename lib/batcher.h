@@ -44,11 +44,21 @@ struct SealedBatch {
 size_t BatchHeaderBytes(std::string_view instance,
                         std::string_view reply_topic);
 
+// The lifecycle fields `job` travels with (docs/wire-format.md); `events`
+// when its submitter wants its started and progress events.
+wire::JobFields JobFieldsOf(const Job& job, bool events);
+
 // Checks `job` as Submit must (processor and group names, JSON data, fit in
 // one message of `max_message_bytes` after a header of `header_bytes` from
-// BatchHeaderBytes) and returns the bytes it adds to a batch message.
-absl::StatusOr<size_t> CheckJob(const Job& job, size_t max_message_bytes,
-                                size_t header_bytes);
+// BatchHeaderBytes, with `fields`) and returns the bytes it adds to a batch
+// message (at most).
+absl::StatusOr<size_t> CheckJob(const Job& job, const wire::JobFields& fields,
+                                size_t max_message_bytes, size_t header_bytes);
+
+// Checks the job's deadline and not_before against `now` and the batch
+// timeout after which its submitter stops waiting.
+absl::Status CheckTiming(const Job& job, absl::Duration batch_timeout,
+                         absl::Time now);
 
 class Batcher {
  public:

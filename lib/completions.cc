@@ -34,12 +34,14 @@ void CompletionDispatcher::SetLateHook(Submitter::LateResultHook hook) {
 
 void CompletionDispatcher::Run(Outcome& outcome) {
   // Counted once per run, not per job.
+  if (!outcome.events.empty()) DeliverEvents(outcome.events);
   PerStatus tally{};
   for (Completion& c : outcome.completions) Deliver(c, tally, outcome.late);
   outcome.completions.clear();
   if (tally.ok > 0) counters_.processed_ok.Add(tally.ok);
   if (tally.error > 0) counters_.processed_error.Add(tally.error);
   if (tally.failed > 0) counters_.batch_failed.Add(tally.failed);
+  if (tally.expired > 0) counters_.expired.Add(tally.expired);
   ReportLate(outcome.late);
   outcome.jobs_freed = 0;
   outcome.bytes_freed = 0;
@@ -62,6 +64,9 @@ void CompletionDispatcher::Deliver(Completion& c, PerStatus& tally,
     case JobStatus::kProcessedError:
       ++tally.error;
       break;
+    case JobStatus::kExpired:
+      ++tally.expired;
+      break;
     default:
       ++tally.failed;
       break;
@@ -82,6 +87,22 @@ void CompletionDispatcher::Deliver(Completion& c, PerStatus& tally,
                  held_back, " more since the last report)");
     }
   }
+}
+
+void CompletionDispatcher::DeliverEvents(std::vector<EventDelivery>& events) {
+  counters_.events.Add(events.size());
+  for (EventDelivery& e : events) {
+    try {
+      e.callback(e.event);
+    } catch (...) {
+      uint64_t held_back = 0;
+      if (callback_log_.Allow(held_back)) {
+        log::Error("a job event callback threw (and ", held_back,
+                   " more since the last report)");
+      }
+    }
+  }
+  events.clear();
 }
 
 void CompletionDispatcher::ReportLate(std::vector<JobResult>& late) {

@@ -42,10 +42,12 @@ class ResultWaiter {
   bool abandoned_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-// Where one job's terminal result goes: `callback`, or `waiter` when set.
+// Where one job's terminal result goes: `callback`, or `waiter` when set;
+// its events go to `events`, when set.
 struct ResultSink {
   Submitter::Callback callback;
   std::shared_ptr<ResultWaiter> waiter;
+  Submitter::EventCallback events;
 };
 
 struct Completion {
@@ -53,16 +55,26 @@ struct Completion {
   JobResult result;
 };
 
-// What one step of the job ledger ended: results to hand out (each job's
-// one terminal result), answers that came for jobs already ended, and the
-// in-flight room the ended jobs held.
+struct EventDelivery {
+  Submitter::EventCallback callback;
+  JobEvent event;
+};
+
+// What one step of the job ledger ended: events of jobs still running
+// (handed out before any completion, so each comes before its job's
+// result), results to hand out (each job's one terminal result), answers
+// that came for jobs already ended, and the in-flight room the ended jobs
+// held.
 struct Outcome {
+  std::vector<EventDelivery> events;
   std::vector<Completion> completions;
   std::vector<JobResult> late;
   uint64_t jobs_freed = 0;
   uint64_t bytes_freed = 0;
 
-  bool empty() const { return completions.empty() && late.empty(); }
+  bool empty() const {
+    return events.empty() && completions.empty() && late.empty();
+  }
 };
 
 class CompletionDispatcher {
@@ -82,7 +94,9 @@ class CompletionDispatcher {
     uint64_t ok = 0;
     uint64_t error = 0;
     uint64_t failed = 0;
+    uint64_t expired = 0;
   };
+  void DeliverEvents(std::vector<EventDelivery>& events);
   void Deliver(Completion& completion, PerStatus& tally,
                std::vector<JobResult>& late);
   void ReportLate(std::vector<JobResult>& late);

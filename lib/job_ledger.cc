@@ -33,12 +33,25 @@ void JobLedger::Answer(const std::vector<wire::ResultEntry>& entries,
   uint64_t cached_seq = 0;
   auto it = batches_.end();
   for (const wire::ResultEntry& e : entries) {
-    // Started and progress events are not terminal: this submitter does not
-    // deliver them, and they never end a job.
-    if (e.kind != wire::ResultEntry::Kind::kResult) continue;
     if (e.seq != cached_seq || it == batches_.end()) {
       it = batches_.find(e.seq);
       cached_seq = e.seq;
+    }
+    if (e.kind != wire::ResultEntry::Kind::kResult) {
+      // Events never end a job, and go only to a job that has not ended
+      // and asked for them.
+      if (it == batches_.end() || e.index >= it->second.jobs.size()) continue;
+      const PendingJob& job = it->second.jobs[e.index];
+      if (job.id != e.id || job.ended || !job.sink.events) continue;
+      JobEvent event;
+      event.job_id = e.id;
+      event.kind = e.kind == wire::ResultEntry::Kind::kStarted
+                       ? JobEvent::Kind::kStarted
+                       : JobEvent::Kind::kProgress;
+      event.data = std::string(e.data);
+      event.attempt = e.attempts > 0 ? e.attempts : 1;
+      out.events.push_back({job.sink.events, std::move(event)});
+      continue;
     }
     JobResult result;
     result.job_id = e.id;

@@ -62,7 +62,8 @@ class JobLedger {
 
   // Matches a result message's answers. An answer ends its job unless the
   // job already ended, is unknown, or its id does not match (seq, index):
-  // then it is late.
+  // then it is late. An event goes to its job's event callback, if the job
+  // has one and has not ended; else it is dropped.
   void Answer(const std::vector<wire::ResultEntry>& entries, Outcome& out);
 
   // Ends the unanswered jobs of batch `seq` as BATCH_FAILED with `why`

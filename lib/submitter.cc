@@ -121,7 +121,16 @@ absl::Status Submitter::Impl::Start() {
 
 absl::Status Submitter::Impl::Submit(Job& job, ResultSink sink) {
   absl::StatusOr<size_t> job_size =
-      CheckJob(job, config.max_message_bytes, header_bytes);
+      CheckJob(job, JobFieldsOf(job, sink.events != nullptr),
+               config.max_message_bytes, header_bytes);
+  if (job_size.ok() && (job.deadline != absl::InfiniteFuture() ||
+                        job.not_before != absl::InfinitePast())) {
+    if (absl::Status s =
+            CheckTiming(job, config.For(job.priority).batch_timeout, absl::Now());
+        !s.ok()) {
+      job_size = s;
+    }
+  }
   if (!job_size.ok()) {
     counters.rejected.Add();
     return job_size.status();
@@ -313,6 +322,15 @@ absl::Status Submitter::Submit(Job& job, Callback done) {
     return absl::InvalidArgumentError("Submit needs a callback");
   }
   return impl_->Submit(job, ResultSink{std::move(done), nullptr});
+}
+
+absl::Status Submitter::Submit(Job& job, Callback done, EventCallback events) {
+  if (!done) {
+    impl_->counters.rejected.Add();
+    return absl::InvalidArgumentError("Submit needs a callback");
+  }
+  return impl_->Submit(job,
+                       ResultSink{std::move(done), nullptr, std::move(events)});
 }
 
 absl::StatusOr<std::future<JobResult>> Submitter::SubmitAsync(Job job) {

@@ -19,6 +19,8 @@ struct SubmitterCounters {
   alignas(64) Counter processed_ok;
   alignas(64) Counter processed_error;
   alignas(64) Counter batch_failed;
+  alignas(64) Counter expired;
+  alignas(64) Counter events;
   alignas(64) Counter late_results;
   alignas(64) Counter foreign_results;
 
@@ -31,6 +33,8 @@ struct SubmitterCounters {
     s.processed_ok = processed_ok.Get();
     s.processed_error = processed_error.Get();
     s.batch_failed = batch_failed.Get();
+    s.expired = expired.Get();
+    s.events = events.Get();
     s.late_results = late_results.Get();
     s.foreign_results = foreign_results.Get();
     return s;

@@ -105,12 +105,29 @@ struct Job {
   Priority priority = Priority::kNormal;
   JobStatus status = JobStatus::kNew;
   std::string data = "null";  // Any JSON value, as text.
-  // Reserved for deadlines and delayed jobs, which processors do not honour
-  // yet: Submit refuses a job that sets either (Unimplemented), so that no
-  // job runs later or earlier than its caller asked. The wire format
-  // already carries them (docs/wire-format.md, version 2).
+  // No processor hands the job out at or after `deadline` (less the
+  // processors' Config::deadline_skew): it ends EXPIRED instead, not
+  // processed, and no retry is scheduled past it. Task::deadline() passes
+  // it on to the handler.
   absl::Time deadline = absl::InfiniteFuture();
+  // No processor hands the job out before `not_before`; until then it waits
+  // in Kafka (a delay tier), not in memory, and holds back no other job. It
+  // must come before its batch timeout (PriorityConfig::batch_timeout) ends
+  // the wait for its result.
   absl::Time not_before = absl::InfinitePast();
+};
+
+// A job's non-terminal news, for the event callback given to Submit:
+// `kStarted` when a processor hands it out (each attempt), `kProgress` with
+// the JSON its handler passed to Task::Progress (the latest of several may
+// be all that arrives). Events come before the job's terminal result and
+// never after it.
+struct JobEvent {
+  enum class Kind : uint8_t { kStarted, kProgress };
+  JobId job_id;
+  Kind kind = Kind::kStarted;
+  std::string data;      // Progress JSON; empty for kStarted.
+  uint32_t attempt = 1;  // The attempt it belongs to.
 };
 
 struct JobResult {

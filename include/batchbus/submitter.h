@@ -44,6 +44,7 @@ namespace batchbus {
 class Submitter {
  public:
   using Callback = std::function<void(const JobResult&)>;
+  using EventCallback = std::function<void(const JobEvent&)>;
   using LateResultHook = std::function<void(const JobResult&)>;
 
   struct Stats {
@@ -53,6 +54,8 @@ class Submitter {
     uint64_t processed_ok = 0;
     uint64_t processed_error = 0;
     uint64_t batch_failed = 0;     // Timed out, undeliverable or closed.
+    uint64_t expired = 0;          // Not processed: deadline or timeout.
+    uint64_t events = 0;           // Passed to event callbacks.
     uint64_t late_results = 0;     // Arrived after their job had ended.
     uint64_t foreign_results = 0;  // For other instances on our partition.
     uint64_t inflight_jobs = 0;
@@ -72,11 +75,15 @@ class Submitter {
   // Returns InvalidArgument for an empty processor or group, invalid JSON
   // data, or a job too large for one message; ResourceExhausted when the
   // in-flight limits stay full (see Config::backpressure);
-  // Unimplemented for a job that sets deadline or not_before (see Job);
+  // InvalidArgument for a not_before after its deadline or after its
+  // batch timeout; DeadlineExceeded for a deadline that already passed;
   // FailedPrecondition after Close. On error `done` is never called.
   // `job.id`, when zero, is set to a fresh random id.
   absl::Status Submit(Job& job, Callback done);
   absl::Status Submit(Job&& job, Callback done) { return Submit(job, done); }
+  // Like Submit; `events` also gets the job's started and progress events
+  // (JobEvent), on the internal thread, each before `done`.
+  absl::Status Submit(Job& job, Callback done, EventCallback events);
 
   // Like Submit, with the result delivered through a future.
   absl::StatusOr<std::future<JobResult>> SubmitAsync(Job job);

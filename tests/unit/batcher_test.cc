@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "wire.h"
 
@@ -39,7 +40,7 @@ class BatcherTest : public ::testing::Test {
     job.priority = priority;
     job.data = data;
     absl::StatusOr<size_t> size =
-        CheckJob(job, config_.max_message_bytes,
+        CheckJob(job, JobFieldsOf(job, false), config_.max_message_bytes,
                  BatchHeaderBytes("instance", "replies"));
     EXPECT_TRUE(size.ok()) << size.status();
     return batcher_.Add(job, *size, ResultSink{}, now, sealed_);
@@ -141,34 +142,61 @@ TEST(CheckJob, RefusesWhatCannotBeSentAndSizesTheRest) {
   job.processor = "app";
   job.group = "g";
   job.data = " [1, 2] ";
-  absl::StatusOr<size_t> size = CheckJob(job, 1 << 20, 200);
+  absl::StatusOr<size_t> size = CheckJob(job, {}, 1 << 20, 200);
   ASSERT_TRUE(size.ok());
   EXPECT_EQ(*size, wire::BatchWriter::JobSize("g", "[1, 2]"));
 
   Job bad = job;
   bad.processor = "has space";
-  EXPECT_EQ(CheckJob(bad, 1 << 20, 200).status().code(),
+  EXPECT_EQ(CheckJob(bad, {}, 1 << 20, 200).status().code(),
             absl::StatusCode::kInvalidArgument);
   bad = job;
   bad.group = "";
-  EXPECT_EQ(CheckJob(bad, 1 << 20, 200).status().code(),
+  EXPECT_EQ(CheckJob(bad, {}, 1 << 20, 200).status().code(),
             absl::StatusCode::kInvalidArgument);
   bad = job;
   bad.data = "{";
-  EXPECT_EQ(CheckJob(bad, 1 << 20, 200).status().code(),
+  EXPECT_EQ(CheckJob(bad, {}, 1 << 20, 200).status().code(),
             absl::StatusCode::kInvalidArgument);
-  // Processors do not honour deadlines or delays yet: refused, not ignored.
-  bad = job;
-  bad.deadline = absl::Now() + absl::Hours(1);
-  EXPECT_EQ(CheckJob(bad, 1 << 20, 200).status().code(),
-            absl::StatusCode::kUnimplemented);
-  bad = job;
-  bad.not_before = absl::Now() + absl::Hours(1);
-  EXPECT_EQ(CheckJob(bad, 1 << 20, 200).status().code(),
-            absl::StatusCode::kUnimplemented);
-  EXPECT_EQ(CheckJob(job, 200 + 3 + *size - 1, 200).status().code(),
+  EXPECT_EQ(CheckJob(job, {}, 200 + 3 + *size - 1, 200).status().code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_TRUE(CheckJob(job, 200 + 3 + *size, 200).ok());
+  EXPECT_TRUE(CheckJob(job, {}, 200 + 3 + *size, 200).ok());
+}
+
+TEST(CheckJob, CountsTheLifecycleFieldsInTheJobSize) {
+  Job job;
+  job.processor = "app";
+  job.group = "g";
+  job.data = "1";
+  job.deadline = absl::FromUnixMillis(1'900'000'000'000);
+  const wire::JobFields fields = JobFieldsOf(job, true);
+  EXPECT_EQ(fields.deadline_ms, 1'900'000'000'000);
+  EXPECT_TRUE(fields.events);
+  absl::StatusOr<size_t> plain = CheckJob(job, {}, 1 << 20, 200);
+  absl::StatusOr<size_t> with_fields = CheckJob(job, fields, 1 << 20, 200);
+  ASSERT_TRUE(plain.ok());
+  ASSERT_TRUE(with_fields.ok());
+  EXPECT_GE(*with_fields, *plain + std::string_view("\"deadline_ms\":1900000000000").size());
+}
+
+TEST(CheckTiming, RefusesAPassedDeadlineAndADelayPastTheBatchTimeout) {
+  const absl::Time now = absl::FromUnixSeconds(1'800'000'000);
+  Job job;
+  EXPECT_TRUE(CheckTiming(job, absl::Seconds(30), now).ok());
+  job.deadline = now;
+  EXPECT_EQ(CheckTiming(job, absl::Seconds(30), now).code(),
+            absl::StatusCode::kDeadlineExceeded);
+  job.deadline = now + absl::Seconds(10);
+  EXPECT_TRUE(CheckTiming(job, absl::Seconds(30), now).ok());
+  job.not_before = now + absl::Seconds(10);
+  EXPECT_EQ(CheckTiming(job, absl::Seconds(30), now).code(),
+            absl::StatusCode::kInvalidArgument);
+  job.deadline = absl::InfiniteFuture();
+  EXPECT_TRUE(CheckTiming(job, absl::Seconds(30), now).ok());
+  job.not_before = now + absl::Seconds(30);
+  absl::Status late = CheckTiming(job, absl::Seconds(30), now);
+  EXPECT_EQ(late.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(late.message()), ::testing::HasSubstr("batch timeout"));
 }
 
 }  // namespace
