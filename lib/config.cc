@@ -770,6 +770,26 @@ absl::Status CheckAdminKeys(const Config& c) {
 
 }  // namespace
 
+// The ranges the retry keys accept, for values set in code.
+static absl::Status CheckRetry(Sv prefix, const RetryOverrides& r) {
+  if (r.max_attempts && (*r.max_attempts < 1 || *r.max_attempts > 1'000'000)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        prefix, "max_attempts is ", *r.max_attempts, "; it must be 1 to 1000000"));
+  }
+  if (r.multiplier && !(*r.multiplier >= 1.0 && *r.multiplier <= 1000.0)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        prefix, "multiplier is ", *r.multiplier, "; it must be 1 to 1000"));
+  }
+  for (const auto& [name, d] : {std::pair{"initial_delay_ms", r.initial_delay},
+                                std::pair{"max_delay_ms", r.max_delay}}) {
+    if (d && *d < absl::ZeroDuration()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          prefix, name, " is ", absl::FormatDuration(*d), "; it must be >= 0"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Config::Validate() const {
   BATCHBUS_RETURN_IF_ERROR_(CheckBrokers(brokers));
   BATCHBUS_RETURN_IF_ERROR_(CheckNamespace(ns));
@@ -781,6 +801,12 @@ absl::Status Config::Validate() const {
   BATCHBUS_RETURN_IF_ERROR_(CheckPriorityTopics(*this));
   BATCHBUS_RETURN_IF_ERROR_(CheckSubmitterKeys(*this));
   BATCHBUS_RETURN_IF_ERROR_(CheckProcessorKeys(*this));
+  BATCHBUS_RETURN_IF_ERROR_(CheckRetry("retry.", retry));
+  for (const auto& [group, overrides] : group_retry) {
+    BATCHBUS_RETURN_IF_ERROR_(
+        CheckRetry(absl::StrCat("group.", Sv(group.data(), group.size()), "."),
+                   overrides));
+  }
   return CheckAdminKeys(*this);
 }
 

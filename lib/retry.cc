@@ -15,14 +15,14 @@
 namespace batchbus {
 namespace {
 
-// Exponential with up to 20% of jitter either way, capped.
+// Exponential with up to 20% of jitter either way, capped (jitter
+// included).
 absl::Duration Backoff(const RetryPolicy& policy, uint32_t attempt) {
   double scale = std::pow(policy.multiplier, static_cast<double>(attempt - 1));
-  absl::Duration d = std::min(policy.initial_delay * std::min(scale, 1e9),
-                              policy.max_delay);
   const double jitter =
       0.8 + 0.4 * static_cast<double>(JobId::Random().lo() >> 11) * 0x1.0p-53;
-  return d * jitter;
+  return std::min(policy.initial_delay * std::min(scale, 1e9) * jitter,
+                  policy.max_delay);
 }
 
 std::string Origin(const Config& config, std::string_view processor,
@@ -114,6 +114,18 @@ absl::Status ProcessorCore::Retry(Task::State* state, std::string_view reason,
                                                         : batch->decoded.expires_ms;
   if (expires_ms != 0) limit_ms = std::min(limit_ms, expires_ms);
 
+  wire::JobFields next = job.fields;
+  next.attempt += 1;
+  next.first_attempt_ms = first_attempt_ms;
+  next.last_error = reason;
+  next.reserved = false;
+  next.not_before_ms = absl::ToUnixMillis(due);
+  if (next.index == wire::JobFields::kOwnIndex) next.index = state->index;
+  const wire::DecodedBatch& d = batch->decoded;
+  const size_t retry_bytes = wire::kBatchOverhead + d.instance.size() +
+                             d.reply_topic.size() + d.processor.size() +
+                             wire::BatchWriter::JobSize(job.group, job.data, &next);
+
   std::string final_error;
   bool exhausted = false;
   if (job.fields.attempt >= policy.max_attempts) {
@@ -124,6 +136,11 @@ absl::Status ProcessorCore::Retry(Task::State* state, std::string_view reason,
   } else if (absl::ToUnixMillis(due) >= limit_ms) {
     final_error = StrCat(reason, " (not retried: its deadline or its submitter's "
                                  "timeout comes before the next attempt)");
+  } else if (retry_bytes > config_.max_message_bytes) {
+    final_error = StrCat(reason, " (not retried: the job with its retry fields "
+                                 "would not fit in one message of "
+                                 "max_message_bytes = ", config_.max_message_bytes,
+                         ")");
   }
   if (final_error.size() + wire::kResultOverhead > config_.max_message_bytes) {
     final_error.resize(config_.max_message_bytes / 2);
@@ -142,12 +159,7 @@ absl::Status ProcessorCore::Retry(Task::State* state, std::string_view reason,
       return absl::FailedPreconditionError("job was already answered");
     }
     if (final_error.empty()) {
-      wire::JobFields fields = job.fields;
-      fields.attempt += 1;
-      fields.first_attempt_ms = first_attempt_ms;
-      fields.last_error = reason;
-      fields.reserved = false;
-      out.push_back(Forward(batch, state->index, fields, due, now));
+      out.push_back(Forward(batch, state->index, next, due, now));
     } else {
       state->answered = true;
       opened = results_.Add(batch, state->index, false, final_error,

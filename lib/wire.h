@@ -49,7 +49,7 @@ struct BatchHeader {
 // differs from its default, so a plain job costs no byte more.
 struct JobFields {
   uint32_t attempt = 1;          // This delivery's attempt, from 1.
-  int64_t first_attempt_ms = 0;  // Unix ms of attempt 1's hand-out (0: none).
+  int64_t first_attempt_ms = 0;  // Unix ms attempt 1 ended retriable (0: none).
   int64_t not_before_ms = 0;     // Not handed out earlier (0: at once).
   int64_t deadline_ms = 0;       // Not handed out later (0: none).
   int64_t expires_ms = 0;        // Overrides the batch's expires_ms (0: not).

@@ -496,6 +496,49 @@ TEST_F(ConfigTest, ValidateRejectsNegativeDurationsSetInCode) {
   ExpectInvalid(c.Validate(), "'normal.batch_timeout_ms'");
 }
 
+TEST_F(ConfigTest, RetryKeysSetTheDefaultsAndEachGroupOverridesThem) {
+  Config c;
+  ASSERT_TRUE(c.Set("retry.max_attempts", "5").ok());
+  ASSERT_TRUE(c.Set("retry.initial_delay_ms", "200").ok());
+  ASSERT_TRUE(c.Set("retry.multiplier", "1.5").ok());
+  ASSERT_TRUE(c.Set("retry.max_delay_ms", "60000").ok());
+  ASSERT_TRUE(c.Set("group.payment-submit.max_attempts", "10").ok());
+  ASSERT_TRUE(c.Set("group.payment-submit.initial_delay_ms", "50").ok());
+  EXPECT_TRUE(c.Validate().ok()) << c.Validate();
+
+  const RetryPolicy other = c.RetryFor("echo");
+  EXPECT_EQ(other.max_attempts, 5u);
+  EXPECT_EQ(other.initial_delay, absl::Milliseconds(200));
+  EXPECT_EQ(other.multiplier, 1.5);
+  EXPECT_EQ(other.max_delay, absl::Minutes(1));
+  const RetryPolicy payment = c.RetryFor("payment-submit");
+  EXPECT_EQ(payment.max_attempts, 10u);
+  EXPECT_EQ(payment.initial_delay, absl::Milliseconds(50));
+  EXPECT_EQ(payment.multiplier, 1.5);  // From retry.*.
+  EXPECT_EQ(payment.max_delay, absl::Minutes(1));
+
+  const RetryPolicy defaults = Config().RetryFor("echo");
+  EXPECT_EQ(defaults.max_attempts, RetryPolicy().max_attempts);
+  EXPECT_EQ(defaults.initial_delay, RetryPolicy().initial_delay);
+}
+
+TEST_F(ConfigTest, RetryKeysRefuseBadValuesAndUnknownFields) {
+  Config c;
+  ExpectInvalid(c.Set("retry.max_attempts", "0"), "'retry.max_attempts'");
+  ExpectInvalid(c.Set("retry.multiplier", "0.5"), "'retry.multiplier'");
+  ExpectInvalid(c.Set("group.g.multiplier", "lots"), "'group.g.multiplier'");
+  ExpectInvalid(c.Set("retry.max_delay_ms", "-1"), "'retry.max_delay_ms'");
+  ExpectInvalid(c.Set("retry.attempts", "3"), "'retry.attempts'");
+  ExpectInvalid(c.Set("group.g.bogus", "3"), "'group.g.bogus'");
+  // Values set in code are held to the same ranges.
+  c = Config();
+  c.retry.max_attempts = 0;
+  ExpectInvalid(c.Validate(), "retry.max_attempts");
+  c = Config();
+  c.group_retry["g"].multiplier = 0.1;
+  ExpectInvalid(c.Validate(), "group.g.multiplier");
+}
+
 TEST_F(ConfigTest, TopicsDefaultAndTemplates) {
   Config c;
   EXPECT_EQ(c.TopicFor("payments", Priority::kRealtime),

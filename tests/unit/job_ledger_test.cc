@@ -102,6 +102,38 @@ TEST(JobLedger, EventsNeverEndAJob) {
   EXPECT_EQ(out.completions[0].result.attempts, 3u);
 }
 
+TEST(JobLedger, EventsGoToTheirJobsCallbackOnlyWhileItRuns) {
+  JobLedger ledger(Timeouts());
+  std::vector<PendingJob> jobs = Jobs(1, 2);
+  jobs[0].sink.events = [](const JobEvent&) {};  // Job 1 asked; job 2 not.
+  ledger.Track(kNormalSeq, "t", std::move(jobs), kT0);
+  auto event = [](uint32_t index, JobId id, wire::ResultEntry::Kind kind) {
+    wire::ResultEntry e = Answer(kNormalSeq, index, id);
+    e.kind = kind;
+    e.data = kind == wire::ResultEntry::Kind::kProgress ? "{\"p\":1}" : "";
+    e.attempts = 2;
+    return e;
+  };
+  using K = wire::ResultEntry::Kind;
+  Outcome out;
+  ledger.Answer({event(0, JobId(1, 1), K::kStarted),
+                 event(1, JobId(1, 2), K::kStarted),   // Not asked for.
+                 event(0, JobId(9, 9), K::kProgress),  // Not this job.
+                 event(0, JobId(1, 1), K::kProgress),
+                 Answer(kNormalSeq, 0, JobId(1, 1)),
+                 event(0, JobId(1, 1), K::kProgress)},  // After its end.
+                out);
+  ASSERT_EQ(out.events.size(), 2u);
+  EXPECT_EQ(out.events[0].event.kind, JobEvent::Kind::kStarted);
+  EXPECT_EQ(out.events[0].event.job_id, JobId(1, 1));
+  EXPECT_EQ(out.events[0].event.attempt, 2u);
+  EXPECT_EQ(out.events[1].event.kind, JobEvent::Kind::kProgress);
+  EXPECT_EQ(out.events[1].event.data, "{\"p\":1}");
+  EXPECT_TRUE(out.events[1].callback != nullptr);
+  EXPECT_EQ(out.completions.size(), 1u);
+  EXPECT_TRUE(out.late.empty()) << "events are never late results";
+}
+
 TEST(JobLedger, AnswersAfterTheTimeoutAreLateAndKeepTheirPriority) {
   JobLedger ledger(Timeouts());
   ledger.Track(kSlowSeq, "t.app.slow", Jobs(2, 2), kT0);
