@@ -3,9 +3,11 @@
 //
 //   echo_processor --brokers kafka://127.0.0.1:9092 --namespace NS \
 //                  --processor NAME [--delay-us N] [--workers N] \
-//                  [--set key=value]...
+//                  [--retry-first-ms N] [--set key=value]...
 //
-// Every job of every group is completed with its own data (echo). Without a
+// Every job of every group is completed with its own data (echo); with
+// --retry-first-ms, attempt 1 of each job ends with Task::Retry and a delay
+// of N ms instead, and later attempts echo. Without a
 // flag, --brokers, --namespace and --processor fall back to $BATCHBUS_BROKERS,
 // $BATCHBUS_NAMESPACE and $BATCHBUS_PROCESSOR. `--set` applies any config key
 // (Config::Set, e.g. --set kafka.session.timeout.ms=6000). The environment's
@@ -47,7 +49,7 @@ int Usage(const char* why) {
                "echo_processor: %s\n"
                "usage: echo_processor --brokers URL --namespace NS "
                "--processor NAME [--delay-us N] [--workers N] "
-               "[--set key=value]...\n",
+               "[--retry-first-ms N] [--set key=value]...\n",
                why);
   return 1;
 }
@@ -64,6 +66,7 @@ int main(int argc, char** argv) {
   std::string ns = Env("BATCHBUS_NAMESPACE");
   std::string name = Env("BATCHBUS_PROCESSOR");
   long delay_us = 0;
+  long retry_first_ms = -1;
   int workers = 1;
   std::vector<std::pair<std::string, std::string>> sets;
 
@@ -83,6 +86,9 @@ int main(int argc, char** argv) {
     } else if (arg == "--delay-us" && (v = value())) {
       delay_us = std::strtol(v, nullptr, 10);
       if (delay_us < 0) return Usage("--delay-us must be >= 0");
+    } else if (arg == "--retry-first-ms" && (v = value())) {
+      retry_first_ms = std::strtol(v, nullptr, 10);
+      if (retry_first_ms < 0) return Usage("--retry-first-ms must be >= 0");
     } else if (arg == "--workers" && (v = value())) {
       workers = static_cast<int>(std::strtol(v, nullptr, 10));
       if (workers < 1 || workers > 64) return Usage("--workers must be 1..64");
@@ -133,8 +139,14 @@ int main(int argc, char** argv) {
               static_cast<int>(getpid()), name.c_str(), ns.c_str());
   std::fflush(stdout);
 
-  batchbus::Processor::Handler echo = [delay_us](batchbus::Task& task) {
+  batchbus::Processor::Handler echo = [delay_us,
+                                       retry_first_ms](batchbus::Task& task) {
     if (delay_us > 0) usleep(static_cast<useconds_t>(delay_us));
+    if (retry_first_ms >= 0 && task.attempt() == 1) {
+      (void)task.Retry("first attempts fail",
+                       absl::Milliseconds(retry_first_ms));
+      return;
+    }
     (void)task.Complete(task.data());
   };
   // Run() looks handlers up by group; answer every group the same way by
