@@ -473,9 +473,19 @@ absl::Status Config::Set(std::string_view key_in, std::string_view value_in) {
       return absl::InvalidArgumentError(absl::StrCat(
           "config key '", key, "' names no group setting; write "
           "'group.<name>.max_attempts' (or initial_delay_ms, multiplier, "
-          "max_delay_ms)"));
+          "max_delay_ms, max_rate)"));
     }
     const std::string group(rest.substr(0, dot));
+    if (rest.substr(dot + 1) == "max_rate") {
+      double rate = 0;
+      if (!absl::SimpleAtod(value, &rate) || !(rate > 0) || rate > 1e9) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "config key '", key, "' has value '", value,
+            "'; expected jobs per second, a number above 0 and at most 1e9"));
+      }
+      group_max_rate[group] = rate;
+      return absl::OkStatus();
+    }
     auto it = group_retry.find(group);
     RetryOverrides scratch = it == group_retry.end() ? RetryOverrides{} : it->second;
     absl::Status s = SetRetry(scratch, key, rest.substr(dot + 1), value);
@@ -802,6 +812,13 @@ absl::Status Config::Validate() const {
   BATCHBUS_RETURN_IF_ERROR_(CheckSubmitterKeys(*this));
   BATCHBUS_RETURN_IF_ERROR_(CheckProcessorKeys(*this));
   BATCHBUS_RETURN_IF_ERROR_(CheckRetry("retry.", retry));
+  for (const auto& [group, rate] : group_max_rate) {
+    if (!(rate > 0) || rate > 1e9) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "group.", Sv(group.data(), group.size()), ".max_rate is ", rate,
+          "; it must be above 0 and at most 1e9 jobs/s"));
+    }
+  }
   for (const auto& [group, overrides] : group_retry) {
     BATCHBUS_RETURN_IF_ERROR_(
         CheckRetry(absl::StrCat("group.", Sv(group.data(), group.size()), "."),

@@ -232,6 +232,9 @@ absl::StatusOr<Task::State*> ProcessorCore::Take(absl::Duration timeout,
             continue;
           }
         }
+        if (!gate_.open() && Hold(batch, pick->index, absl::Now(), sealed, opened)) {
+          continue;
+        }
         if (fields.events) {
           opened |= results_.AddEvent(batch, pick->index,
                                       wire::ResultEntry::Kind::kStarted, "",
@@ -266,13 +269,46 @@ absl::StatusOr<Task::State*> ProcessorCore::Take(absl::Duration timeout,
 void ProcessorCore::Expire(InBatch* batch, uint32_t index, int64_t deadline_ms,
                            std::vector<std::unique_ptr<OutMessage>>& sealed,
                            bool& opened) {
-  batch->tasks[index].answered = true;
-  opened |= results_.AddExpired(
+  ExpireWith(
       batch, index,
       StrCat("deadline ", absl::FormatTime(absl::FromUnixMillis(deadline_ms)),
              " passed before a processor took the job; it was not processed"),
-      [] { return absl::Now(); }, sealed);
+      sealed, opened);
+}
+
+void ProcessorCore::ExpireWith(InBatch* batch, uint32_t index,
+                               std::string_view why,
+                               std::vector<std::unique_ptr<OutMessage>>& sealed,
+                               bool& opened) {
+  batch->tasks[index].answered = true;
+  opened |= results_.AddExpired(batch, index, why, [] { return absl::Now(); },
+                                sealed);
   counters_.expired.Add();
+}
+
+bool ProcessorCore::Hold(InBatch* batch, uint32_t index, absl::Time now,
+                         std::vector<std::unique_ptr<OutMessage>>& sealed,
+                         bool& opened) {
+  // A version-1 submitter could not read the answer of a job sent to wait.
+  if (batch->decoded.version < 2) return false;
+  const wire::DecodedJob& job = batch->decoded.jobs[index];
+  const absl::Time slot = gate_.Admit(job.group, job.fields.reserved, now);
+  if (slot <= now) return false;
+  if (absl::ToUnixMillis(slot) >=
+      LastStartMs(batch->decoded, job.fields, config_.deadline_skew)) {
+    ExpireWith(batch, index,
+               StrCat("group '", job.group, "' is paused or at its max_rate "
+                      "until ", absl::FormatTime(slot), ", past the job's "
+                      "deadline or its submitter's timeout; it was not "
+                      "processed"),
+               sealed, opened);
+    return true;
+  }
+  wire::JobFields held = job.fields;
+  held.reserved = true;
+  sealed.push_back(Forward(batch, index, held, slot, now));
+  counters_.held.Add();
+  return true;
 }
 
 bool ProcessorCore::Admit(Task& task) {
@@ -412,6 +448,10 @@ absl::Status Processor::Run(
       if (!task->answered()) (void)task->Fail("handler threw an exception");
     }
   }
+}
+
+void Processor::PauseGroup(std::string_view group, absl::Duration duration) {
+  impl_->core->PauseGroup(group, duration);
 }
 
 void Processor::SetValidator(std::string group, Validator validator) {

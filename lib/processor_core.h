@@ -26,6 +26,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "batchbus/processor.h"
 #include "delay_line.h"
+#include "group_gate.h"
 #include "in_batch.h"
 #include "intake.h"
 #include "job_consumers.h"
@@ -58,6 +59,20 @@ inline Scheduler::Options SchedulerOptions(const Config& config) {
 // Offsets to store once the state lock is released.
 using Commits = std::vector<std::pair<PartitionKey, int64_t>>;
 
+// Unix ms from which a job may no longer start: its deadline less `skew`,
+// or the moment its submitter stops waiting, whichever comes first
+// (INT64_MAX: neither).
+inline int64_t LastStartMs(const wire::DecodedBatch& batch,
+                           const wire::JobFields& fields, absl::Duration skew) {
+  int64_t limit = fields.deadline_ms != 0
+                      ? fields.deadline_ms - absl::ToInt64Milliseconds(skew)
+                      : INT64_MAX;
+  const int64_t expires =
+      fields.expires_ms != 0 ? fields.expires_ms : batch.expires_ms;
+  if (expires != 0) limit = std::min(limit, expires);
+  return limit;
+}
+
 class ProcessorCore final : JobConsumers::Listener,
                             Outbox::Listener {
  public:
@@ -71,7 +86,8 @@ class ProcessorCore final : JobConsumers::Listener,
                   config_.result_linger}),
         outbox_(config_, this),
         consumers_(config_, name_, topics_, this),
-        delay_line_(config_, name_, topics_) {}
+        delay_line_(config_, name_, topics_),
+        gate_(config_.group_max_rate) {}
 
   absl::Status Start();
   absl::StatusOr<Task> Next(absl::Duration timeout);
@@ -81,6 +97,10 @@ class ProcessorCore final : JobConsumers::Listener,
   // group's backoff), or ends failed when it may not (retry.cc).
   absl::Status Retry(Task::State* state, std::string_view reason,
                      absl::Duration delay);
+  void PauseGroup(std::string_view group, absl::Duration duration) {
+    MutexLock lock(&mu_);
+    gate_.Pause(group, absl::Now() + duration);
+  }
   void SetValidator(std::string group, Processor::Validator validator) {
     validators_[std::move(group)] = std::move(validator);
   }
@@ -129,6 +149,15 @@ class ProcessorCore final : JobConsumers::Listener,
   void Expire(InBatch* batch, uint32_t index, int64_t deadline_ms,
               std::vector<std::unique_ptr<OutMessage>>& sealed,
               bool& opened) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ExpireWith(InBatch* batch, uint32_t index, std::string_view why,
+                  std::vector<std::unique_ptr<OutMessage>>& sealed,
+                  bool& opened) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A picked job its group's gate holds: sent to wait for its slot, or
+  // EXPIRED when the slot comes after its deadline or its submitter's
+  // timeout. False when it may go now.
+  bool Hold(InBatch* batch, uint32_t index, absl::Time now,
+            std::vector<std::unique_ptr<OutMessage>>& sealed, bool& opened)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Runs the group's validator; a refused job is answered here (false).
   bool Admit(Task& task);
   // Job `index` of `batch` as a one-job batch with `fields`, sent to the
@@ -172,6 +201,7 @@ class ProcessorCore final : JobConsumers::Listener,
   CondVar ready_cv_;  // Next() waiters.
   CondVar done_cv_;   // Close() waiting for answers and deliveries.
   Scheduler scheduler_ ABSL_GUARDED_BY(mu_);
+  GroupGate gate_ ABSL_GUARDED_BY(mu_);
   ResultBatcher results_ ABSL_GUARDED_BY(mu_);
   OffsetTracker offsets_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<std::unique_ptr<InBatch>> batches_ ABSL_GUARDED_BY(mu_);

@@ -26,6 +26,7 @@ struct ProcessorCounters {
   Counter invalid;
   Counter retried;
   Counter delayed;
+  Counter held;
   Counter jobs_dead_lettered;
 
   // Everything but the scheduler's figures, which its lock guards.
@@ -44,6 +45,7 @@ struct ProcessorCounters {
     s.invalid = invalid.Get();
     s.retried = retried.Get();
     s.delayed = delayed.Get();
+    s.held = held.Get();
     s.jobs_dead_lettered = jobs_dead_lettered.Get();
     return s;
   }

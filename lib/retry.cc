@@ -106,13 +106,8 @@ absl::Status ProcessorCore::Retry(Task::State* state, std::string_view reason,
   delay = std::max(delay, absl::ZeroDuration());
   const absl::Time due = now + delay;
   // The first moment no retry may run: its deadline or its submitter's.
-  int64_t limit_ms = job.fields.deadline_ms != 0
-                         ? job.fields.deadline_ms -
-                               absl::ToInt64Milliseconds(config_.deadline_skew)
-                         : INT64_MAX;
-  const int64_t expires_ms = job.fields.expires_ms != 0 ? job.fields.expires_ms
-                                                        : batch->decoded.expires_ms;
-  if (expires_ms != 0) limit_ms = std::min(limit_ms, expires_ms);
+  const int64_t limit_ms =
+      LastStartMs(batch->decoded, job.fields, config_.deadline_skew);
 
   wire::JobFields next = job.fields;
   next.attempt += 1;

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "admission.h"
 #include "batcher.h"
 #include "completions.h"
@@ -83,6 +84,9 @@ struct Submitter::Impl final : private Publisher::Listener {
   WakeupPipe wakeup;
   CompletionDispatcher completions{counters};
 
+  // Set before the first Submit, then only read (SetValidator).
+  absl::flat_hash_map<std::string, Submitter::Validator> validators;
+
   Mutex mu;
   Admission admission ABSL_GUARDED_BY(mu);
   Batcher batcher ABSL_GUARDED_BY(mu);
@@ -123,6 +127,14 @@ absl::Status Submitter::Impl::Submit(Job& job, ResultSink sink) {
   absl::StatusOr<size_t> job_size =
       CheckJob(job, JobFieldsOf(job, sink.events != nullptr),
                config.max_message_bytes, header_bytes);
+  if (job_size.ok() && !validators.empty()) {
+    if (auto it = validators.find(ToAbsl(job.group)); it != validators.end()) {
+      if (absl::Status valid = it->second(job.data); !valid.ok()) {
+        job_size = absl::InvalidArgumentError(
+            StrCat("invalid job data: ", FromAbsl(valid.message())));
+      }
+    }
+  }
   if (job_size.ok() && (job.deadline != absl::InfiniteFuture() ||
                         job.not_before != absl::InfinitePast())) {
     if (absl::Status s =
@@ -331,6 +343,10 @@ absl::Status Submitter::Submit(Job& job, Callback done, EventCallback events) {
   }
   return impl_->Submit(job,
                        ResultSink{std::move(done), nullptr, std::move(events)});
+}
+
+void Submitter::SetValidator(std::string group, Validator validator) {
+  impl_->validators[std::move(group)] = std::move(validator);
 }
 
 absl::StatusOr<std::future<JobResult>> Submitter::SubmitAsync(Job job) {

@@ -135,6 +135,10 @@ struct Config {
   // Retries (Task::Retry): the processor's policy, and per-group ones.
   RetryOverrides retry;
   std::map<std::string, RetryOverrides, std::less<>> group_retry;
+  // Jobs/s at most that a processor instance hands out of a group (keys
+  // `group.<name>.max_rate`); a job over the rate waits in a delay tier for
+  // its slot. Groups not named here have no limit.
+  std::map<std::string, double, std::less<>> group_max_rate;
   // Malformed job messages go here; default "{namespace}.{processor}.dead".
   std::string dead_letter_topic;
 

@@ -145,6 +145,9 @@ class Processor {
     uint64_t retried = 0;
     // Jobs that came before their Job::not_before, sent to wait.
     uint64_t delayed = 0;
+    // Jobs sent to wait for their slot: their group was paused
+    // (PauseGroup) or at its max_rate (Config::group_max_rate).
+    uint64_t held = 0;
     // Jobs that ended failed after their last attempt, copied to the dead
     // letter topic.
     uint64_t jobs_dead_lettered = 0;
@@ -187,6 +190,14 @@ class Processor {
   // Sets the validator of `group`'s jobs (replacing any). Call before the
   // first Next() or Run(): validators are read without a lock.
   void SetValidator(std::string group, Validator validator);
+
+  // Holds `group`'s jobs for `duration` from now (zero or less: resumes it):
+  // the ones taken meanwhile wait in the delay tiers, not in memory, and
+  // other groups keep flowing. When the pause ends they come back at the
+  // group's max_rate (Config::group_max_rate), all at once without one. A
+  // job whose deadline or submitter's timeout comes first ends EXPIRED.
+  // This instance only: each processor of a name is paused on its own.
+  void PauseGroup(std::string_view group, absl::Duration duration);
 
   // Requests a graceful stop: Next() returns Cancelled, Run() returns.
   // Async-signal-safe; returns at once.

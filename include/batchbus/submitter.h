@@ -45,6 +45,8 @@ class Submitter {
  public:
   using Callback = std::function<void(const JobResult&)>;
   using EventCallback = std::function<void(const JobEvent&)>;
+  // Checks a job's data at Submit; a job it refuses is not submitted.
+  using Validator = std::function<absl::Status(std::string_view data)>;
   using LateResultHook = std::function<void(const JobResult&)>;
 
   struct Stats {
@@ -73,7 +75,8 @@ class Submitter {
 
   // Queues `job`; `done` is called exactly once with its terminal result.
   // Returns InvalidArgument for an empty processor or group, invalid JSON
-  // data, or a job too large for one message; ResourceExhausted when the
+  // data, data its group's validator refuses, or a job too large for one
+  // message; ResourceExhausted when the
   // in-flight limits stay full (see Config::backpressure);
   // InvalidArgument for a not_before after its deadline or after its
   // batch timeout; DeadlineExceeded for a deadline that already passed;
@@ -97,6 +100,12 @@ class Submitter {
 
   // Sends every open batch now (does not wait for results).
   void Flush();
+
+  // Sets the validator of `group`'s jobs (replacing any): Submit returns
+  // InvalidArgument ("invalid job data: <its message>") for a job it
+  // refuses. Runs on the submitting thread. Call before the first Submit:
+  // validators are read without a lock.
+  void SetValidator(std::string group, Validator validator);
 
   // Called with results that arrive after their job ended. Set before
   // submitting; runs on the internal thread.

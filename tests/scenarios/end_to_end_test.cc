@@ -281,6 +281,10 @@ TEST_F(EndToEndTest, WithoutPacingLateRealtimeJobsDoNotHoldSlowJobsBack) {
 TEST_F(EndToEndTest, EachSubmitterGetsExactlyItsOwnResults) {
   // Both submitters share one reply partition, so each must skip the other's.
   config_.reply_partition = 0;
+  // The two processors' groups form while jobs flow; on a loaded machine
+  // that can take longer than realtime's default timeout of 10 s, and this
+  // test is about where results go, not about timeouts.
+  for (Priority p : kAllPriorities) config_.For(p).batch_timeout = absl::Seconds(60);
   RunningProcessor p1(config_, "app", {{"echo", Echo()}});
   RunningProcessor p2(config_, "app", {{"echo", Echo()}});
   auto s1 = NewSubmitter();
@@ -297,8 +301,14 @@ TEST_F(EndToEndTest, EachSubmitterGetsExactlyItsOwnResults) {
   }
   ASSERT_TRUE(r1.WaitFor(500, absl::Seconds(60)));
   ASSERT_TRUE(r2.WaitFor(500, absl::Seconds(60)));
-  for (const JobId& id : ids1) EXPECT_EQ(r1.Get(id).data, "\"one\"");
-  for (const JobId& id : ids2) EXPECT_EQ(r2.Get(id).data, "\"two\"");
+  for (const JobId& id : ids1) {
+    EXPECT_EQ(r1.Get(id).data, "\"one\"")
+        << JobStatusName(r1.Get(id).status) << ": " << r1.Get(id).error;
+  }
+  for (const JobId& id : ids2) {
+    EXPECT_EQ(r2.Get(id).data, "\"two\"")
+        << JobStatusName(r2.Get(id).status) << ": " << r2.Get(id).error;
+  }
   EXPECT_EQ(r1.distinct(), 500u);
   EXPECT_EQ(r2.distinct(), 500u);
   EXPECT_EQ(r1.MaxCallbacksPerJob(), 1u);

@@ -26,17 +26,7 @@ class RetryTest : public ClusterTest {
     EXPECT_TRUE(p.ok()) << p.status();
     return p.ok() ? std::move(*p) : nullptr;
   }
-  // Returns once `processor` reads all its job topics (joining their
-  // groups takes seconds), so that timings a test asserts start from there.
-  void WarmUp(Processor& processor) {
-    RawSubmitter other(config_, "app");
-    for (Priority p : kAllPriorities) other.Send(p, {RawSubmitter::RawJob{}});
-    for (size_t i = 0; i < kAllPriorities.size(); ++i) {
-      auto task = processor.Next(absl::Seconds(30));
-      ASSERT_TRUE(task.ok()) << task.status();
-      ASSERT_TRUE(task->Complete().ok());
-    }
-  }
+  void WarmUp(Processor& processor) { WarmUpProcessor(config_, processor); }
 };
 
 int64_t MillisFromNow(absl::Duration d) {

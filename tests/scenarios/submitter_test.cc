@@ -109,6 +109,32 @@ TEST_F(SubmitterTest, RejectsBadInputWithInvalidArgumentAndKeepsWorking) {
   EXPECT_EQ(submitter->GetStats().rejected, 5u);
 }
 
+TEST_F(SubmitterTest, ValidatorRefusesBadDataAtSubmitWithItsMessage) {
+  auto submitter = NewSubmitter();
+  ASSERT_NE(submitter, nullptr);
+  submitter->SetValidator("payment", [](std::string_view data) {
+    return data.find("\"amount\"") == std::string_view::npos
+               ? absl::InvalidArgumentError("missing field 'amount'")
+               : absl::OkStatus();
+  });
+  Collector results;
+  Job bad = MakeJob("app", Priority::kRealtime, "{\"amt\": 5}", "payment");
+  absl::Status refused = submitter->Submit(bad, results.Callback());
+  EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(refused.message(), "invalid job data: missing field 'amount'");
+  EXPECT_EQ(submitter->GetStats().rejected, 1u);
+
+  RunningProcessor processor(config_, "app", {{"payment", Echo()}, {"echo", Echo()}});
+  Job good = MakeJob("app", Priority::kRealtime, "{\"amount\": 5}", "payment");
+  Job other = MakeJob("app", Priority::kRealtime, "{\"amt\": 5}");  // No validator.
+  ASSERT_TRUE(submitter->Submit(good, results.Callback()).ok());
+  ASSERT_TRUE(submitter->Submit(other, results.Callback()).ok());
+  ASSERT_TRUE(results.WaitFor(2, absl::Seconds(30)));
+  EXPECT_EQ(results.total(), 2u) << "the refused job got a callback";
+  EXPECT_EQ(results.Get(good.id).status, JobStatus::kProcessedOk);
+  EXPECT_EQ(results.Get(other.id).status, JobStatus::kProcessedOk);
+}
+
 TEST_F(SubmitterTest, SendsBatchWhenMaxJobsReachedWithoutWaitingForLinger) {
   config_.For(Priority::kNormal).max_jobs = 10;
   config_.For(Priority::kNormal).max_linger = absl::Seconds(20);

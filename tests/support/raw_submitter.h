@@ -137,6 +137,18 @@ class RawSubmitter {
   std::vector<Entry> entries_;
 };
 
+// Returns once `processor` (named "app") reads all its job topics (joining
+// their groups takes seconds), so that timings a test asserts start there.
+inline void WarmUpProcessor(const Config& config, Processor& processor) {
+  RawSubmitter other(config, "app");
+  for (Priority p : kAllPriorities) other.Send(p, {RawSubmitter::RawJob{}});
+  for (size_t i = 0; i < kAllPriorities.size(); ++i) {
+    auto task = processor.Next(absl::Seconds(30));
+    ASSERT_TRUE(task.ok()) << task.status();
+    ASSERT_TRUE(task->Complete().ok());
+  }
+}
+
 }  // namespace batchbus::testing
 
 #endif  // BATCHBUS_TESTS_SUPPORT_RAW_SUBMITTER_H_

@@ -539,6 +539,18 @@ TEST_F(ConfigTest, RetryKeysRefuseBadValuesAndUnknownFields) {
   ExpectInvalid(c.Validate(), "group.g.multiplier");
 }
 
+TEST_F(ConfigTest, GroupMaxRateIsJobsPerSecondAboveZero) {
+  Config c;
+  ASSERT_TRUE(c.Set("group.thumbnails.v2.max_rate", "12.5").ok());
+  EXPECT_EQ(c.group_max_rate.at("thumbnails.v2"), 12.5);
+  EXPECT_TRUE(c.Validate().ok()) << c.Validate();
+  ExpectInvalid(c.Set("group.g.max_rate", "0"), "'group.g.max_rate'");
+  ExpectInvalid(c.Set("group.g.max_rate", "fast"), "'group.g.max_rate'");
+  EXPECT_EQ(c.group_max_rate.count("g"), 0u) << "a bad value changed the config";
+  c.group_max_rate["h"] = -1;
+  ExpectInvalid(c.Validate(), "group.h.max_rate");
+}
+
 TEST_F(ConfigTest, TopicsDefaultAndTemplates) {
   Config c;
   EXPECT_EQ(c.TopicFor("payments", Priority::kRealtime),
