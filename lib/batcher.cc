@@ -121,7 +121,8 @@ bool Batcher::Add(const Job& job, size_t job_size, ResultSink sink,
     batch = Open(job, job_size, now);
     opened = true;
   }
-  const wire::JobFields fields = JobFieldsOf(job, sink.events != nullptr);
+  const wire::JobFields fields = JobFieldsOf(
+      job, sink.events != nullptr || config_.status_retention > absl::ZeroDuration());
   batch->writer.AddJob(job.id, job.group, json::TrimWhitespace(job.data),
                        fields.plain() ? nullptr : &fields);
   batch->jobs.push_back(

@@ -45,6 +45,8 @@ void CompletionDispatcher::Run(Outcome& outcome) {
   ReportLate(outcome.late);
   outcome.jobs_freed = 0;
   outcome.bytes_freed = 0;
+  outcome.noted_events = 0;
+  outcome.noted_completions = 0;
 }
 
 void CompletionDispatcher::Deliver(Completion& c, PerStatus& tally,
@@ -90,8 +92,10 @@ void CompletionDispatcher::Deliver(Completion& c, PerStatus& tally,
 }
 
 void CompletionDispatcher::DeliverEvents(std::vector<EventDelivery>& events) {
-  counters_.events.Add(events.size());
+  uint64_t delivered = 0;
   for (EventDelivery& e : events) {
+    if (!e.callback) continue;  // Kept for the status book only.
+    ++delivered;
     try {
       e.callback(e.event);
     } catch (...) {
@@ -103,6 +107,7 @@ void CompletionDispatcher::DeliverEvents(std::vector<EventDelivery>& events) {
     }
   }
   events.clear();
+  if (delivered > 0) counters_.events.Add(delivered);
 }
 
 void CompletionDispatcher::ReportLate(std::vector<JobResult>& late) {

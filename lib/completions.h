@@ -71,6 +71,9 @@ struct Outcome {
   std::vector<JobResult> late;
   uint64_t jobs_freed = 0;
   uint64_t bytes_freed = 0;
+  // Events and completions already noted in the status book.
+  size_t noted_events = 0;
+  size_t noted_completions = 0;
 
   bool empty() const {
     return events.empty() && completions.empty() && late.empty();

@@ -284,6 +284,7 @@ const GlobalKey kGlobalKeys[] = {
     {"max_inflight_bytes", kSet<&Config::max_inflight_bytes, ParseSizeBytes>},
     {"backpressure", kSet<&Config::backpressure, ParseBackpressure>},
     {"submit_wait_ms", kSet<&Config::submit_wait, ParseMillis>},
+    {"status_retention_ms", kSet<&Config::status_retention, ParseMillis>},
     {"max_message_bytes", SetMaxMessageBytes},
     {"reply_topic", kSet<&Config::reply_topic, ParseString>},
     {"reply_partition", kSet<&Config::reply_partition, ParseSignedInt>},
@@ -734,6 +735,8 @@ absl::Status CheckSubmitterKeys(const Config& c) {
       AtLeast("max_inflight_bytes", c.max_inflight_bytes, c.max_message_bytes,
               "max_message_bytes: room for at least one full message"));
   BATCHBUS_RETURN_IF_ERROR_(NotNegative("submit_wait_ms", c.submit_wait));
+  BATCHBUS_RETURN_IF_ERROR_(
+      NotNegative("status_retention_ms", c.status_retention));
   BATCHBUS_RETURN_IF_ERROR_(MustHold(
       c.reply_partition >= -1,
       absl::StrCat("config key 'reply_partition' is ", c.reply_partition,

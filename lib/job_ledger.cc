@@ -42,7 +42,9 @@ void JobLedger::Answer(const std::vector<wire::ResultEntry>& entries,
       // and asked for them.
       if (it == batches_.end() || e.index >= it->second.jobs.size()) continue;
       const PendingJob& job = it->second.jobs[e.index];
-      if (job.id != e.id || job.ended || !job.sink.events) continue;
+      if (job.id != e.id || job.ended || (!job.sink.events && !all_events_)) {
+        continue;
+      }
       JobEvent event;
       event.job_id = e.id;
       event.kind = e.kind == wire::ResultEntry::Kind::kStarted

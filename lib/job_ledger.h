@@ -53,8 +53,11 @@ constexpr Priority PriorityOfBatchSeq(uint64_t seq) {
 class JobLedger {
  public:
   // Batches of priority p time out `timeouts[p]` after they are tracked.
-  explicit JobLedger(const PerPriority<absl::Duration>& timeouts)
-      : timeouts_(timeouts) {}
+  // `all_events`: every job's events go to the Outcome, with or without a
+  // callback (for the status book).
+  explicit JobLedger(const PerPriority<absl::Duration>& timeouts,
+                     bool all_events = false)
+      : timeouts_(timeouts), all_events_(all_events) {}
 
   // Takes the jobs of sealed batch `seq`, sent to `topic` (for messages).
   void Track(uint64_t seq, std::string topic, std::vector<PendingJob> jobs,
@@ -95,6 +98,7 @@ class JobLedger {
   std::string TimeoutReason(uint64_t seq, const Batch& batch) const;
 
   PerPriority<absl::Duration> timeouts_;
+  bool all_events_ = false;
   Batches batches_;
   PerPriority<std::deque<std::pair<absl::Time, uint64_t>>> timers_;
 };

@@ -6,13 +6,15 @@
 //   publisher.h    producing batch messages, delivery reports
 //   reply_reader.h this instance's reply partitions
 //   completions.h  callbacks, the late-result hook, counting by status
+//   status_book.h  job states for GetJobState (status_retention_ms)
 //
 // Threads: callers of Submit() and Flush() admit jobs and append them to
 // open batches under `mu`, and publish the batches that fill up after
 // releasing it. One internal thread publishes batches whose linger expired,
 // serves delivery reports, reads results, expires batch timeouts and runs
 // callbacks. Callbacks and librdkafka calls never run under `mu`.
-// Locks: `mu` (the state lock) guards admission, batcher and ledger;
+// Locks: `mu` (the state lock) guards admission, batcher, ledger and the
+// status book;
 // `close_mu` makes concurrent Close calls wait for the first one.
 #include "batchbus/submitter.h"
 
@@ -35,6 +37,7 @@
 #include "mutex.h"
 #include "publisher.h"
 #include "reply_reader.h"
+#include "status_book.h"
 #include "strcat.h"
 #include "submitter_counters.h"
 #include "wakeup.h"
@@ -59,7 +62,9 @@ struct Submitter::Impl final : private Publisher::Listener {
         header_bytes(BatchHeaderBytes(instance, config.ReplyTopic())),
         admission(Admission::LimitsOf(config)),
         batcher(config, instance, config.ReplyTopic()),
-        ledger(BatchTimeouts(config)),
+        ledger(BatchTimeouts(config),
+               config.status_retention > absl::ZeroDuration()),
+        status(config.status_retention),
         publisher(config, counters, this),
         replies(config, instance, counters) {}
 
@@ -91,6 +96,7 @@ struct Submitter::Impl final : private Publisher::Listener {
   Admission admission ABSL_GUARDED_BY(mu);
   Batcher batcher ABSL_GUARDED_BY(mu);
   JobLedger ledger ABSL_GUARDED_BY(mu);
+  StatusBook status ABSL_GUARDED_BY(mu);  // Config::status_retention > 0.
 
   // After the state above: the publisher's reports reach it until the
   // publisher is closed or destroyed.
@@ -125,7 +131,9 @@ absl::Status Submitter::Impl::Start() {
 
 absl::Status Submitter::Impl::Submit(Job& job, ResultSink sink) {
   absl::StatusOr<size_t> job_size =
-      CheckJob(job, JobFieldsOf(job, sink.events != nullptr),
+      CheckJob(job,
+               JobFieldsOf(job, sink.events != nullptr ||
+                                    config.status_retention > absl::ZeroDuration()),
                config.max_message_bytes, header_bytes);
   if (job_size.ok() && !validators.empty()) {
     if (auto it = validators.find(ToAbsl(job.group)); it != validators.end()) {
@@ -158,6 +166,7 @@ absl::Status Submitter::Impl::Submit(Job& job, ResultSink sink) {
       return s;
     }
     const absl::Time now = absl::Now();
+    if (config.status_retention > absl::ZeroDuration()) status.Submitted(job.id);
     wake_io = batcher.Add(job, *job_size, std::move(sink), now, sealed);
     if (!sealed.empty()) Seal(sealed, to_publish, now);
   }
@@ -191,10 +200,22 @@ void Submitter::Impl::Flush() {
 }
 
 // Gives back the room of the jobs `outcome` ended.
+// Notes what it ended and reported in the status book, when kept.
 void Submitter::Impl::Release(Outcome& outcome) {
   admission.Release(outcome.jobs_freed, outcome.bytes_freed);
   outcome.jobs_freed = 0;
   outcome.bytes_freed = 0;
+  if (config.status_retention <= absl::ZeroDuration()) return;
+  const absl::Time now = absl::Now();
+  for (size_t i = outcome.noted_events; i < outcome.events.size(); ++i) {
+    status.Event(outcome.events[i].event);
+  }
+  for (size_t i = outcome.noted_completions; i < outcome.completions.size(); ++i) {
+    status.Ended(outcome.completions[i].result, now);
+  }
+  outcome.noted_events = outcome.events.size();
+  outcome.noted_completions = outcome.completions.size();
+  status.Forget(now);
 }
 
 // A batch that could not be sent ends its jobs now. Called by Publish (any
@@ -343,6 +364,26 @@ absl::Status Submitter::Submit(Job& job, Callback done, EventCallback events) {
   }
   return impl_->Submit(job,
                        ResultSink{std::move(done), nullptr, std::move(events)});
+}
+
+absl::StatusOr<Submitter::JobState> Submitter::GetJobState(const JobId& id) const {
+  if (impl_->config.status_retention <= absl::ZeroDuration()) {
+    return absl::FailedPreconditionError(
+        "job states are not kept: set status_retention_ms above 0");
+  }
+  std::optional<JobState> state;
+  {
+    MutexLock lock(&impl_->mu);
+    impl_->status.Forget(absl::Now());
+    state = impl_->status.Find(id);
+  }
+  if (!state) {
+    return absl::NotFoundError(StrCat("job ", id.ToString(),
+                                      " is not held by this submitter (never "
+                                      "submitted here, or forgotten after "
+                                      "status_retention_ms)"));
+  }
+  return *std::move(state);
 }
 
 void Submitter::SetValidator(std::string group, Validator validator) {

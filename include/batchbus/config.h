@@ -91,6 +91,10 @@ struct Config {
   size_t max_inflight_bytes = 512ull * 1024 * 1024;
   BackpressurePolicy backpressure = BackpressurePolicy::kWait;
   absl::Duration submit_wait = absl::Seconds(5);
+  // Submitter::GetJobState keeps each job's state until this long after it
+  // ended; zero keeps none (and costs nothing). Above zero every job asks
+  // for its started and progress events, one more result entry per job.
+  absl::Duration status_retention = absl::ZeroDuration();
   // Kafka's message limit; one batch message never exceeds it, and a single
   // job that cannot fit is rejected at Submit. Keep it at or below the
   // broker's message.max.bytes.

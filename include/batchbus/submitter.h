@@ -117,6 +117,26 @@ class Submitter {
   // Idempotent; returns DeadlineExceeded when jobs had to be failed.
   absl::Status Close(absl::Duration timeout);
 
+  // What this submitter knows of a job it submitted (status_retention_ms
+  // above 0 keeps it; it then asks processors for every job's started and
+  // progress events).
+  struct JobState {
+    enum Phase : uint8_t {
+      kSubmitted,  // Batched or sent; no processor said it started.
+      kStarted,    // A processor handed it out (attempt `attempt`).
+      kProgress,   // Its handler reported `progress` (JSON).
+      kEnded,      // It ended with `result`.
+    };
+    Phase phase = kSubmitted;
+    uint32_t attempt = 0;
+    std::string progress;  // The last progress, kept once ended.
+    JobResult result;      // kEnded only (else just its job_id).
+  };
+  // The job's state; NotFound for a job this submitter does not hold or
+  // has forgotten (status_retention after it ended); FailedPrecondition
+  // when Config::status_retention is zero.
+  absl::StatusOr<JobState> GetJobState(const JobId& id) const;
+
   Stats GetStats() const;
   // This instance's id, carried in every batch so results find their way
   // back.

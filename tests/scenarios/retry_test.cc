@@ -299,5 +299,51 @@ TEST_F(RetryTest, SubmitterSeesExpiredForAJobPastItsDeadline) {
       submitter->Submit(passed, [](const JobResult&) {})));
 }
 
+TEST_F(RetryTest, SubmitterKeepsEachJobsStateForItsRetention) {
+  config_.status_retention = absl::Seconds(2);
+  std::atomic<bool> release{false};
+  RunningProcessor processor(
+      config_, "app",
+      {{"echo", [&](Task& task) {
+          (void)task.Progress("{\"step\": 1}");
+          Eventually([&] { return release.load(); }, absl::Seconds(20));
+          (void)task.Complete(task.data());
+        }}});
+  auto submitter = NewSubmitter();
+  ASSERT_NE(submitter, nullptr);
+  Job job = MakeJob("app", Priority::kNormal, "\"x\"");
+  std::atomic<bool> done{false};
+  ASSERT_TRUE(submitter->Submit(job, [&](const JobResult&) { done = true; }).ok());
+  auto state = submitter->GetJobState(job.id);
+  ASSERT_TRUE(state.ok()) << state.status();
+  EXPECT_NE(state->phase, Submitter::JobState::kEnded);
+
+  EXPECT_TRUE(Eventually(
+      [&] {
+        auto s = submitter->GetJobState(job.id);
+        return s.ok() && s->phase == Submitter::JobState::kProgress &&
+               s->progress == "{\"step\": 1}" && s->attempt == 1;
+      },
+      absl::Seconds(30)));
+  release = true;
+  ASSERT_TRUE(Eventually([&] { return done.load(); }, absl::Seconds(30)));
+  state = submitter->GetJobState(job.id);
+  ASSERT_TRUE(state.ok()) << state.status();
+  EXPECT_EQ(state->phase, Submitter::JobState::kEnded);
+  EXPECT_EQ(state->result.status, JobStatus::kProcessedOk);
+  EXPECT_EQ(state->result.data, "\"x\"");
+  // Forgotten once its retention passed.
+  EXPECT_TRUE(Eventually(
+      [&] { return absl::IsNotFound(submitter->GetJobState(job.id).status()); },
+      absl::Seconds(10)));
+  EXPECT_TRUE(absl::IsNotFound(submitter->GetJobState(JobId::Random()).status()));
+
+  Config untracked = config_;
+  untracked.status_retention = absl::ZeroDuration();
+  auto plain = NewSubmitter(untracked);
+  ASSERT_NE(plain, nullptr);
+  EXPECT_TRUE(absl::IsFailedPrecondition(plain->GetJobState(job.id).status()));
+}
+
 }  // namespace
 }  // namespace batchbus::testing
