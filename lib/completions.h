@@ -43,11 +43,12 @@ class ResultWaiter {
 };
 
 // Where one job's terminal result goes: `callback`, or `waiter` when set;
-// its events go to `events`, when set.
+// its events go to `events`, when set (behind a pointer: most jobs have
+// none, and every in-flight job carries a sink).
 struct ResultSink {
   Submitter::Callback callback;
   std::shared_ptr<ResultWaiter> waiter;
-  Submitter::EventCallback events;
+  std::unique_ptr<Submitter::EventCallback> events;
 };
 
 struct Completion {

@@ -52,7 +52,9 @@ void JobLedger::Answer(const std::vector<wire::ResultEntry>& entries,
                        : JobEvent::Kind::kProgress;
       event.data = std::string(e.data);
       event.attempt = e.attempts > 0 ? e.attempts : 1;
-      out.events.push_back({job.sink.events, std::move(event)});
+      out.events.push_back(
+          {job.sink.events ? *job.sink.events : Submitter::EventCallback(),
+           std::move(event)});
       continue;
     }
     JobResult result;

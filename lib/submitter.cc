@@ -362,8 +362,10 @@ absl::Status Submitter::Submit(Job& job, Callback done, EventCallback events) {
     impl_->counters.rejected.Add();
     return absl::InvalidArgumentError("Submit needs a callback");
   }
-  return impl_->Submit(job,
-                       ResultSink{std::move(done), nullptr, std::move(events)});
+  return impl_->Submit(
+      job, ResultSink{std::move(done), nullptr,
+                      events ? std::make_unique<EventCallback>(std::move(events))
+                             : nullptr});
 }
 
 absl::StatusOr<Submitter::JobState> Submitter::GetJobState(const JobId& id) const {

@@ -105,7 +105,8 @@ TEST(JobLedger, EventsNeverEndAJob) {
 TEST(JobLedger, EventsGoToTheirJobsCallbackOnlyWhileItRuns) {
   JobLedger ledger(Timeouts());
   std::vector<PendingJob> jobs = Jobs(1, 2);
-  jobs[0].sink.events = [](const JobEvent&) {};  // Job 1 asked; job 2 not.
+  jobs[0].sink.events = std::make_unique<Submitter::EventCallback>(
+      [](const JobEvent&) {});  // Job 1 asked; job 2 not.
   ledger.Track(kNormalSeq, "t", std::move(jobs), kT0);
   auto event = [](uint32_t index, JobId id, wire::ResultEntry::Kind kind) {
     wire::ResultEntry e = Answer(kNormalSeq, index, id);
