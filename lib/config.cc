@@ -294,6 +294,8 @@ const GlobalKey kGlobalKeys[] = {
     {"result_linger_ms", kSet<&Config::result_linger, ParseMillis>},
     {"result_max_bytes", kSet<&Config::result_max_bytes, ParseSizeBytes>},
     {"realtime_pacing", kSet<&Config::realtime_pacing, ParseBool>},
+    {"dead_letter_failed_jobs",
+     kSet<&Config::dead_letter_failed_jobs, ParseBool>},
     {"realtime_pacing_target_ms",
      kSet<&Config::realtime_pacing_target, ParseMillis>},
     {"deadline_skew_ms", kSet<&Config::deadline_skew, ParseMillis>},

@@ -41,6 +41,14 @@ absl::Status ProcessorCore::Answer(Task::State* state, bool ok,
     state->answered = true;
     opened = results_.Add(state->batch, state->index, ok, text,
                           [] { return absl::Now(); }, sealed);
+    if (!ok && config_.dead_letter_failed_jobs) {
+      const wire::JobFields& f = state->batch->decoded.jobs[state->index].fields;
+      sealed.push_back(FailedJobCopy(
+          state->batch, state->index, text,
+          f.first_attempt_ms != 0 ? f.first_attempt_ms
+                                  : absl::ToUnixMillis(absl::Now())));
+      counters_.jobs_dead_lettered.Add();
+    }
     unsent_ += sealed.size();
     if (--outstanding_answers_ == 0) done_cv_.SignalAll();
   }

@@ -145,6 +145,10 @@ struct Config {
   std::map<std::string, double, std::less<>> group_max_rate;
   // Malformed job messages go here; default "{namespace}.{processor}.dead".
   std::string dead_letter_topic;
+  // Jobs that exhausted their retries are copied to the dead letter topic;
+  // with this, so is every job that ends PROCESSED_ERROR (Task::Fail, a
+  // validator's refusal, a handler's exception).
+  bool dead_letter_failed_jobs = false;
 
   // --- Topics ---
   // Create missing topics at start (with these settings). When false, a

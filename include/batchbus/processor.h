@@ -148,7 +148,8 @@ class Processor {
     // Jobs sent to wait for their slot: their group was paused
     // (PauseGroup) or at its max_rate (Config::group_max_rate).
     uint64_t held = 0;
-    // Jobs that ended failed after their last attempt, copied to the dead
+    // Jobs that ended failed after their last attempt (or, with
+    // Config::dead_letter_failed_jobs, any failed job), copied to the dead
     // letter topic.
     uint64_t jobs_dead_lettered = 0;
     // Result messages that could not be delivered (their reply address

@@ -145,6 +145,36 @@ TEST_F(RetryTest, LastAttemptEndsProcessedErrorWithADeadLetterCopy) {
   EXPECT_EQ(dead->payload.find("\"attempt\""), std::string::npos);
 }
 
+TEST_F(RetryTest, WithDeadLetterFailedJobsEveryFailedJobIsCopied) {
+  config_.dead_letter_failed_jobs = true;
+  auto processor = NewProcessor();
+  ASSERT_NE(processor, nullptr);
+  RawSubmitter raw(config_, "app");
+  RawSubmitter::RawJob failed, fine;
+  raw.Send(Priority::kNormal, {failed, fine});
+  for (int i = 0; i < 2; ++i) {
+    auto task = processor->Next(absl::Seconds(30));
+    ASSERT_TRUE(task.ok()) << task.status();
+    if (task->id() == failed.id) {
+      ASSERT_TRUE(task->Fail("out of stock").ok());
+    } else {
+      ASSERT_TRUE(task->Complete().ok());
+    }
+  }
+  ASSERT_EQ(raw.WaitFor(2, absl::Seconds(20)).size(), 2u);
+  std::optional<ReadMessage> dead = FirstMessageOn(
+      config_, config_.DeadLetterTopicFor("app"), absl::Seconds(30));
+  ASSERT_TRUE(dead);
+  EXPECT_EQ(dead->Header("batchbus.error"), "out of stock");
+  EXPECT_EQ(dead->Header("batchbus.attempts"), "1");
+  EXPECT_NE(dead->payload.find(failed.id.ToString()), std::string::npos);
+  EXPECT_EQ(processor->GetStats().jobs_dead_lettered, 1u);
+  // Both answered and the copy written: the batch commits.
+  EXPECT_TRUE(Eventually(
+      [&] { return processor->GetStats().batches_committed == 1; },
+      absl::Seconds(10)));
+}
+
 TEST_F(RetryTest, RetryThatWouldPassTheDeadlineEndsTheJob) {
   auto processor = NewProcessor();
   ASSERT_NE(processor, nullptr);

@@ -132,6 +132,8 @@ TEST_F(ConfigTest, SetEveryKey) {
       {"realtime_pacing", "false"},
       {"realtime_pacing_target_ms", "5"},
       {"dead_letter_topic", "{namespace}.dlq"},
+      {"dead_letter_failed_jobs", "yes"},
+      {"status_retention_ms", "60000"},
       {"create_topics", "no"},
       {"topic_partitions", "8"},
       {"replication_factor", "3"},
@@ -143,6 +145,8 @@ TEST_F(ConfigTest, SetEveryKey) {
   }
   EXPECT_EQ(c.brokers, "kafka://a:1,b:2");
   EXPECT_EQ(c.ns, "ns1");
+  EXPECT_TRUE(c.dead_letter_failed_jobs);
+  EXPECT_EQ(c.status_retention, absl::Minutes(1));
   EXPECT_EQ(c.client_id, "me");
   EXPECT_EQ(c.For(Priority::kNormal).max_jobs, 200u);
   EXPECT_EQ(c.For(Priority::kNormal).max_bytes, 300000u);
