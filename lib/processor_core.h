@@ -158,6 +158,9 @@ class ProcessorCore final : JobConsumers::Listener,
   bool Hold(InBatch* batch, uint32_t index, absl::Time now,
             std::vector<std::unique_ptr<OutMessage>>& sealed, bool& opened)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // OK while `state`'s job may still be answered (or retried).
+  absl::Status Answerable(const Task::State& state) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Runs the group's validator; a refused job is answered here (false).
   bool Admit(Task& task);
   // Job `index` of `batch` as a one-job batch with `fields`, sent to the

@@ -145,14 +145,7 @@ absl::Status ProcessorCore::Retry(Task::State* state, std::string_view reason,
   bool opened = false;
   {
     MutexLock lock(&mu_);
-    if (closed_) {
-      return absl::FailedPreconditionError(
-          "the processor is closed; the job's batch is processed again by "
-          "the next owner of its partition");
-    }
-    if (state->answered) {
-      return absl::FailedPreconditionError("job was already answered");
-    }
+    if (absl::Status s = Answerable(*state); !s.ok()) return s;
     if (final_error.empty()) {
       out.push_back(Forward(batch, state->index, next, due, now));
     } else {

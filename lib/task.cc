@@ -8,6 +8,18 @@
 
 namespace batchbus {
 
+absl::Status ProcessorCore::Answerable(const Task::State& state) const {
+  if (closed_) {
+    return absl::FailedPreconditionError(
+        "the processor is closed; the job's batch is processed again by "
+        "the next owner of its partition");
+  }
+  if (state.answered) {
+    return absl::FailedPreconditionError("job was already answered");
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ProcessorCore::Answer(Task::State* state, bool ok,
                                    std::string_view text) {
   // An error message is for people: cap it rather than refuse it.
@@ -30,14 +42,7 @@ absl::Status ProcessorCore::Answer(Task::State* state, bool ok,
   bool opened = false;
   {
     MutexLock lock(&mu_);
-    if (closed_) {
-      return absl::FailedPreconditionError(
-          "the processor is closed; the job's batch is processed again by "
-          "the next owner of its partition");
-    }
-    if (state->answered) {
-      return absl::FailedPreconditionError("job was already answered");
-    }
+    if (absl::Status s = Answerable(*state); !s.ok()) return s;
     state->answered = true;
     opened = results_.Add(state->batch, state->index, ok, text,
                           [] { return absl::Now(); }, sealed);
