@@ -141,6 +141,10 @@ absl::Status ProcessorCore::Retry(Task::State* state, std::string_view reason,
     final_error.resize(config_.max_message_bytes / 2);
   }
 
+  // Copied after its last attempt, and (dead_letter_failed_jobs) whenever
+  // it ends failed.
+  const bool dead_letter =
+      !final_error.empty() && (exhausted || config_.dead_letter_failed_jobs);
   std::vector<std::unique_ptr<OutMessage>> out;
   bool opened = false;
   {
@@ -152,8 +156,11 @@ absl::Status ProcessorCore::Retry(Task::State* state, std::string_view reason,
       state->answered = true;
       opened = results_.Add(batch, state->index, false, final_error,
                             [now] { return now; }, out);
-      if (exhausted) {
-        out.push_back(FailedJobCopy(batch, state->index, reason, first_attempt_ms));
+      if (dead_letter) {
+        out.push_back(FailedJobCopy(batch, state->index,
+                                    exhausted ? std::string_view(reason)
+                                              : std::string_view(final_error),
+                                    first_attempt_ms));
       }
     }
     unsent_ += out.size();
@@ -163,7 +170,7 @@ absl::Status ProcessorCore::Retry(Task::State* state, std::string_view reason,
     counters_.retried.Add();
   } else {
     counters_.answered_error.Add();
-    if (exhausted) counters_.jobs_dead_lettered.Add();
+    if (dead_letter) counters_.jobs_dead_lettered.Add();
   }
   if (opened) wakeup_.Notify();
   Send(out);
