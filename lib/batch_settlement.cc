@@ -113,7 +113,7 @@ void ProcessorCore::OnUndeliverable(std::unique_ptr<OutMessage> msg,
   // Even its dead-letter copy could not be written: say so, and pass it.
   uint64_t held_back = 0;
   if (dead_letter_log_.Allow(held_back)) {
-    log::Error("could not write to the dead letter topic ", msg->topic, ": ",
+    log::Error("processor", "could not write to the dead letter topic ", msg->topic, ": ",
                why, "; the message is skipped",
                LogThrottle::HeldBack(held_back));
   }
@@ -145,7 +145,7 @@ void ProcessorCore::DeadLetterResults(std::unique_ptr<OutMessage> msg,
   copy->acks = std::move(msg->acks);
   uint64_t held_back = 0;
   if (dead_letter_log_.Allow(held_back)) {
-    log::Warning("processor ", name_, ": ", error, "; copied to ", copy->topic,
+    log::Warning("processor", "processor ", name_, ": ", error, "; copied to ", copy->topic,
                  " (jobs from ", origin, ")", LogThrottle::HeldBack(held_back));
   }
   outbox_.Send(std::move(copy));

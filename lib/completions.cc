@@ -36,6 +36,7 @@ void CompletionDispatcher::Run(Outcome& outcome) {
   // Counted once per run, not per job.
   if (!outcome.events.empty()) DeliverEvents(outcome.events);
   PerStatus tally{};
+  if (!outcome.completions.empty()) RecordRoundTrips(outcome.completions);
   for (Completion& c : outcome.completions) Deliver(c, tally, outcome.late);
   outcome.completions.clear();
   if (tally.ok > 0) counters_.processed_ok.Add(tally.ok);
@@ -47,6 +48,15 @@ void CompletionDispatcher::Run(Outcome& outcome) {
   outcome.bytes_freed = 0;
   outcome.noted_events = 0;
   outcome.noted_completions = 0;
+}
+
+void CompletionDispatcher::RecordRoundTrips(
+    const std::vector<Completion>& completions) {
+  const absl::Time now = absl::Now();
+  for (const Completion& c : completions) {
+    if (c.sent == absl::InfinitePast()) continue;
+    counters_.round_trip[c.result.priority].Record(now - c.sent);
+  }
 }
 
 void CompletionDispatcher::Deliver(Completion& c, PerStatus& tally,
@@ -79,13 +89,13 @@ void CompletionDispatcher::Deliver(Completion& c, PerStatus& tally,
   } catch (const std::exception& e) {
     uint64_t held_back = 0;
     if (callback_log_.Allow(held_back)) {
-      log::Error("a job callback threw: ", e.what(), " (and ", held_back,
+      log::Error("submitter", "a job callback threw: ", e.what(), " (and ", held_back,
                  " more since the last report)");
     }
   } catch (...) {
     uint64_t held_back = 0;
     if (callback_log_.Allow(held_back)) {
-      log::Error("a job callback threw a non-standard exception (and ",
+      log::Error("submitter", "a job callback threw a non-standard exception (and ",
                  held_back, " more since the last report)");
     }
   }
@@ -101,7 +111,7 @@ void CompletionDispatcher::DeliverEvents(std::vector<EventDelivery>& events) {
     } catch (...) {
       uint64_t held_back = 0;
       if (callback_log_.Allow(held_back)) {
-        log::Error("a job event callback threw (and ", held_back,
+        log::Error("submitter", "a job event callback threw (and ", held_back,
                    " more since the last report)");
       }
     }
@@ -125,7 +135,7 @@ void CompletionDispatcher::ReportLate(std::vector<JobResult>& late) {
       } catch (...) {
         uint64_t held_back = 0;
         if (hook_log_.Allow(held_back)) {
-          log::Error("the late-result hook threw (and ", held_back,
+          log::Error("submitter", "the late-result hook threw (and ", held_back,
                      " more times since the last report)");
         }
       }

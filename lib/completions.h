@@ -54,6 +54,9 @@ struct ResultSink {
 struct Completion {
   ResultSink sink;
   JobResult result;
+  // When its batch was sent (InfinitePast: never), for the round-trip
+  // histogram.
+  absl::Time sent = absl::InfinitePast();
 };
 
 struct EventDelivery {
@@ -101,6 +104,7 @@ class CompletionDispatcher {
     uint64_t expired = 0;
   };
   void DeliverEvents(std::vector<EventDelivery>& events);
+  void RecordRoundTrips(const std::vector<Completion>& completions);
   void Deliver(Completion& completion, PerStatus& tally,
                std::vector<JobResult>& late);
   void ReportLate(std::vector<JobResult>& late);

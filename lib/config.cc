@@ -23,6 +23,8 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "names.h"
+#include "secrets.h"
+#include "strcat.h"
 
 extern char** environ;
 
@@ -190,6 +192,15 @@ absl::StatusOr<uint64_t> ParseSizeCount(Sv key, Sv value) {
 absl::StatusOr<uint64_t> ParseIntCount(Sv key, Sv value) {
   return ParseCount(key, value, kMaxInt);
 }
+absl::StatusOr<uint64_t> ParsePort(Sv key, Sv value) {
+  return ParseCount(key, value, 65535);
+}
+absl::StatusOr<LogLevel> ParseLevel(Sv key, Sv value) {
+  if (auto level = ParseLogLevel(ToStd(absl::AsciiStrToLower(value)))) {
+    return *level;
+  }
+  return BadValue(key, value, "a log level (error, warning, info or debug)");
+}
 absl::StatusOr<uint64_t> ParseSizeBytes(Sv key, Sv value) {
   return ParseBytes(key, value, kMaxSize);
 }
@@ -304,6 +315,9 @@ const GlobalKey kGlobalKeys[] = {
     {"topic_partitions", kSet<&Config::topic_partitions, ParseIntCount>},
     {"replication_factor", kSet<&Config::replication_factor, ParseIntCount>},
     {"close_timeout_ms", kSet<&Config::close_timeout, ParseMillis>},
+    {"metrics_port", kSet<&Config::metrics_port, ParsePort>},
+    {"metrics_address", kSet<&Config::metrics_address, ParseString>},
+    {"log_level", kSet<&Config::log_level, ParseLevel>},
 };
 
 const PriorityKey kPriorityKeys[] = {
@@ -565,8 +579,10 @@ absl::Status Config::MergeFile(const std::string& path) {
     if (line.empty()) continue;
     const size_t eq = line.find('=');
     if (eq == Sv::npos) {
+      // A line that names a secret is not repeated.
       return absl::InvalidArgumentError(absl::StrCat(
-          where, ": expected 'key = value', got '", line, "'"));
+          where, ": expected 'key = value', got '",
+          ToAbsl(Shown(ToStd(line), ToStd(line))), "'"));
     }
     const Sv key = absl::StripAsciiWhitespace(line.substr(0, eq));
     if (key.empty()) {
@@ -780,6 +796,10 @@ absl::Status CheckAdminKeys(const Config& c) {
       MustHold(c.replication_factor >= 1,
                absl::StrCat("config key 'replication_factor' is ",
                             c.replication_factor, "; it must be at least 1")));
+  BATCHBUS_RETURN_IF_ERROR_(MustHold(
+      c.metrics_port >= 0 && c.metrics_port <= 65535,
+      absl::StrCat("config key 'metrics_port' is ", c.metrics_port,
+                   "; use 0 (no listener) or a port from 1 to 65535")));
   return NotNegative("close_timeout_ms", c.close_timeout);
 }
 

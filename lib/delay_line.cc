@@ -90,9 +90,9 @@ void DelayLine::RebalanceCallback(rd_kafka_t* rk, rd_kafka_resp_err_t err,
   try {
     static_cast<DelayLine*>(opaque)->Rebalance(rk, err, partitions);
   } catch (const std::exception& e) {
-    log::Error("delay line rebalance failed: ", e.what());
+    log::Error("delay-line", "delay line rebalance failed: ", e.what());
   } catch (...) {
-    log::Error("delay line rebalance failed");
+    log::Error("delay-line", "delay line rebalance failed");
   }
 }
 
@@ -127,7 +127,7 @@ absl::Time DelayLine::Poll(absl::Time now,
     if (!msg) break;
     if (msg->err) {
       if (msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-        log::Warning("delay line of ", processor_, ": ",
+        log::Warning("delay-line", "delay line of ", processor_, ": ",
                      rd_kafka_message_errstr(msg.get()));
       }
       continue;
@@ -209,7 +209,7 @@ void DelayLine::SeekAfter(int tier, int32_t partition, int64_t offset) {
       ->offset = offset + 1;
   kafka::ErrorPtr err(rd_kafka_seek_partitions(consumer_.get(), list.get(), 0));
   if (err) {
-    log::Warning("delay line of ", processor_, ": could not seek ",
+    log::Warning("delay-line", "delay line of ", processor_, ": could not seek ",
                  topics_[tier], "[", partition, "] to ", offset + 1, ": ",
                  rd_kafka_error_string(err.get()));
   }
@@ -235,7 +235,7 @@ void DelayLine::Relayed(const OutMessage& relay) {
                                     from.partition)
       ->offset = *next;
   if (rd_kafka_resp_err_t err = rd_kafka_offsets_store(consumer_.get(), list.get())) {
-    log::Warning("delay line of ", processor_, ": could not store offset ",
+    log::Warning("delay-line", "delay line of ", processor_, ": could not store offset ",
                  *next, " for ", topics_[from.tier], "[", from.partition,
                  "]: ", rd_kafka_err2str(err));
   }

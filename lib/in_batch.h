@@ -31,6 +31,7 @@ struct Task::State {
   InBatch* batch = nullptr;
   uint32_t index = 0;
   bool answered = false;
+  absl::Time handed_at;  // For the handler-time histogram.
 };
 
 struct InBatch {

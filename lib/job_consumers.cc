@@ -93,9 +93,9 @@ void JobConsumers::RebalanceCallback(
   try {
     static_cast<JobConsumers*>(opaque)->Rebalance(rk, err, partitions);
   } catch (const std::exception& e) {
-    log::Error("rebalance handling failed: ", e.what());
+    log::Error("processor", "rebalance handling failed: ", e.what());
   } catch (...) {
-    log::Error("rebalance handling failed");
+    log::Error("processor", "rebalance handling failed");
   }
 }
 
@@ -110,16 +110,16 @@ void JobConsumers::Rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
     rd_kafka_commit(rk, nullptr, 1);  // Stored offsets, async.
     if (cooperative) {
       kafka::ErrorPtr e(rd_kafka_incremental_unassign(rk, list));
-      if (e) log::Warning("incremental unassign: ", rd_kafka_error_string(e.get()));
+      if (e) log::Warning("processor", "incremental unassign: ", rd_kafka_error_string(e.get()));
     } else {
       rd_kafka_assign(rk, nullptr);
     }
-    log::Info("processor ", processor_, " revoked ", list->cnt, " partition(s)");
+    log::Info("processor", "processor ", processor_, " revoked ", list->cnt, " partition(s)");
     return;
   }
   if (cooperative) {
     kafka::ErrorPtr e(rd_kafka_incremental_assign(rk, list));
-    if (e) log::Warning("incremental assign: ", rd_kafka_error_string(e.get()));
+    if (e) log::Warning("processor", "incremental assign: ", rd_kafka_error_string(e.get()));
   } else {
     rd_kafka_assign(rk, list);
   }
@@ -131,7 +131,7 @@ void JobConsumers::Rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
     rd_kafka_queue_forward(pq.get(), priority_queues_[p].get());
     listener_->OnAssigned({p, tp.partition});
   }
-  log::Info("processor ", processor_, " assigned ", list->cnt, " partition(s)");
+  log::Info("processor", "processor ", processor_, " assigned ", list->cnt, " partition(s)");
 }
 
 // Jobs already handed out are still answered; their offsets are not
@@ -159,7 +159,7 @@ void JobConsumers::PollEvents() {
       kafka::MessagePtr msg(m);
       Priority p;
       if (msg->err) {
-        log::Warning("processor ", processor_, ": ",
+        log::Warning("processor", "processor ", processor_, ": ",
                      rd_kafka_message_errstr(msg.get()));
       } else if (PriorityOfTopic(rd_kafka_topic_name(msg->rkt), p)) {
         listener_->OnStray(p, std::move(msg));
@@ -189,7 +189,7 @@ void JobConsumers::StoreOffset(PartitionKey partition, int64_t next_offset) {
   if (rd_kafka_resp_err_t err = rd_kafka_offsets_store(rk, list.get())) {
     uint64_t held_back = 0;
     if (store_log_.Allow(held_back)) {
-      log::Warning("could not store offset ", next_offset, " for ", topic, "[",
+      log::Warning("processor", "could not store offset ", next_offset, " for ", topic, "[",
                    partition.second, "]: ", rd_kafka_err2str(err),
                    LogThrottle::HeldBack(held_back));
     }

@@ -14,6 +14,7 @@ void JobLedger::Track(uint64_t seq, std::string topic,
   batch.topic = std::move(topic);
   batch.unended = jobs.size();
   batch.jobs = std::move(jobs);
+  batch.sent = now;
   timers_[priority].emplace_back(now + timeouts_[priority], seq);
 }
 
@@ -24,7 +25,8 @@ void JobLedger::End(Batch& batch, uint32_t index, JobResult result,
   --batch.unended;
   ++out.jobs_freed;
   out.bytes_freed += job.bytes;
-  out.completions.push_back({std::move(job.sink), std::move(result)});
+  out.completions.push_back(
+      {std::move(job.sink), std::move(result), batch.sent});
 }
 
 void JobLedger::Answer(const std::vector<wire::ResultEntry>& entries,

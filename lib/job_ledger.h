@@ -87,6 +87,7 @@ class JobLedger {
     std::string topic;
     std::vector<PendingJob> jobs;
     size_t unended = 0;
+    absl::Time sent;
   };
   using Batches = absl::flat_hash_map<uint64_t, Batch>;
 

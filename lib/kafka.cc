@@ -16,6 +16,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "log.h"
+#include "secrets.h"
 
 namespace batchbus::kafka {
 
@@ -102,7 +103,7 @@ absl::StatusOr<std::string> MockBootstrap(int brokers) {
       rd_kafka_destroy(rk);
       return absl::InternalError("could not start the embedded mock cluster");
     }
-    log::Info("embedded mock cluster with ", brokers, " broker(s) at ",
+    log::Info("kafka", "embedded mock cluster with ", brokers, " broker(s) at ",
               rd_kafka_mock_cluster_bootstraps(mc),
               " (demo/test only: keeps about 5 MiB per partition)");
     it = m.clusters.emplace(brokers, std::make_pair(rk, mc)).first;
@@ -174,6 +175,22 @@ std::string_view PropertyFor(std::string_view key, Role role) {
 
 }  // namespace
 
+namespace {
+
+// librdkafka's lines, through batchbus's sink (syslog levels).
+void RdkafkaLog(const rd_kafka_t* rk, int level, const char* facility,
+                const char* text) {
+  const log::Level l = level <= 3   ? log::Level::kError
+                       : level == 4 ? log::Level::kWarning
+                       : level <= 6 ? log::Level::kInfo
+                                    : log::Level::kDebug;
+  if (!log::Enabled(l)) return;
+  log::Emit(l, "librdkafka", text,
+            {{"facility", facility}, {"client", rd_kafka_name(rk)}});
+}
+
+}  // namespace
+
 bool UserSets(const Config& config, Role role, const std::string& property) {
   const std::string_view scope =
       role == Role::kProducer ? kProducerScope : kConsumerScope;
@@ -187,12 +204,13 @@ absl::StatusOr<ConfPtr> MakeConf(
   auto bootstrap = ResolveBootstrap(config);
   if (!bootstrap.ok()) return bootstrap.status();
   ConfPtr conf(rd_kafka_conf_new());
+  rd_kafka_conf_set_log_cb(conf.get(), &RdkafkaLog);
   char err[512];
   auto set = [&](const std::string& k, const std::string& v) -> absl::Status {
     if (rd_kafka_conf_set(conf.get(), k.c_str(), v.c_str(), err, sizeof err) !=
         RD_KAFKA_CONF_OK) {
       return absl::InvalidArgumentError(
-          StrCat("kafka property '", k, "' = '", v, "': ", err));
+          StrCat("kafka property '", k, "' = '", Shown(k, v), "': ", err));
     }
     return absl::OkStatus();
   };
@@ -342,7 +360,7 @@ absl::Status EnsureTopics(rd_kafka_t* rk, const Config& config,
         " --partitions ", config.topic_partitions, " --replication-factor ",
         config.replication_factor, "`, or set create_topics = true"));
   }
-  log::Info("creating topics ", absl::StrJoin(missing, ", "));
+  log::Info("kafka", "creating topics ", absl::StrJoin(missing, ", "));
   if (auto s = CreateTopics(rk, config, missing,
                             std::max(deadline - absl::Now(),
                                      absl::Milliseconds(100)));
@@ -381,7 +399,7 @@ void DestroyWithin(KafkaPtr rk, int flags, absl::Time deadline) {
     destroyer.join();
     return;
   }
-  log::Warning("the Kafka client is still shutting down after the close "
+  log::Warning("kafka", "the Kafka client is still shutting down after the close "
                "timeout; finishing in the background (bounded by "
                "session.timeout.ms)");
   destroyer.detach();

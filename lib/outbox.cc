@@ -119,7 +119,7 @@ void Outbox::Failed(std::unique_ptr<OutMessage> msg, rd_kafka_resp_err_t err,
   backoff = std::min(backoff, options_.max_backoff);
   uint64_t held_back = 0;
   if (retry_log_.Allow(held_back)) {
-    log::Warning("message to ", msg->topic, " not sent: ", why, "; retrying in ",
+    log::Warning("processor", "message to ", msg->topic, " not sent: ", why, "; retrying in ",
                  absl::FormatDuration(backoff), LogThrottle::HeldBack(held_back));
   }
   MutexLock lock(&mu_);

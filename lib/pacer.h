@@ -84,6 +84,8 @@ class Pacer {
   State state() const { return state_; }
   // The low-priority rate allowed now; kMaxRate when free.
   double rate() const { return state_ == State::kFree ? kMaxRate : rate_; }
+  // Low-priority jobs/s taken while free, over the last 100 ms window.
+  double drain_rate() const { return drain_rate_; }
 
   // Decisions so far: each change of state counts once.
   uint64_t decisions() const { return decisions_; }

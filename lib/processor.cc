@@ -18,7 +18,10 @@
 #include "delay_tiers.h"
 #include "kafka.h"
 #include "log.h"
+#include "metrics_access.h"
+#include "metrics_server.h"
 #include "processor_core.h"
+#include "secrets.h"
 #include "strcat.h"
 
 namespace batchbus {
@@ -42,7 +45,7 @@ absl::Status ProcessorCore::Start() {
   if (auto s = consumers_.Start(wakeup_.write_fd()); !s.ok()) return s;
   if (auto s = delay_line_.Start(wakeup_.write_fd()); !s.ok()) return s;
   poller_ = std::thread([this] { PollerLoop(); });
-  log::Info("processor ", name_, " consuming ", topics_[Priority::kRealtime],
+  log::Info("processor", "processor ", name_, " consuming ", topics_[Priority::kRealtime],
             ", ", topics_[Priority::kNormal], ", ", topics_[Priority::kSlow],
             " in group ", config_.GroupIdFor(name_));
   return absl::OkStatus();
@@ -95,7 +98,7 @@ bool ProcessorCore::ReadPriority(Priority p) {
 void ProcessorCore::Accept(Priority p, kafka::MessagePtr msg) {
   if (msg->err) {
     if (msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-      log::Warning("processor ", name_, ": ", rd_kafka_message_errstr(msg.get()));
+      log::Warning("processor", "processor ", name_, ": ", rd_kafka_message_errstr(msg.get()));
     }
     return;
   }
@@ -149,7 +152,7 @@ void ProcessorCore::Accept(Priority p, kafka::MessagePtr msg) {
     counters_.malformed_messages.Add();
     uint64_t held_back = 0;
     if (malformed_log_.Allow(held_back)) {
-      log::Warning("malformed message at ", Intake::Where(in), " (",
+      log::Warning("processor", "malformed message at ", Intake::Where(in), " (",
                    FromAbsl(batch.status().message()), "); copied to ",
                    config_.DeadLetterTopicFor(name_), " and skipped",
                    LogThrottle::HeldBack(held_back));
@@ -173,7 +176,7 @@ std::optional<Pacer::Decision> ProcessorCore::PacingToLog(absl::Time now) {
 }
 
 void ProcessorCore::LogPacing(const Pacer::Decision& decision) {
-  log::Info("processor ", name_, ": realtime pacing ",
+  log::Info("processor", "processor ", name_, ": realtime pacing ",
             Pacer::KindName(decision.kind), ": normal and slow jobs at ",
             static_cast<int64_t>(decision.rate), "/s (drain rate before ",
             static_cast<int64_t>(decision.drain_rate),
@@ -242,6 +245,7 @@ absl::StatusOr<Task::State*> ProcessorCore::Take(absl::Duration timeout,
         }
         state = &batch->tasks[pick->index];
         state->core = this;
+        state->handed_at = absl::Now();
         ++tasks_out_;
         ++batch->live;
         ++outstanding_answers_;
@@ -330,7 +334,7 @@ void ProcessorCore::CountUnknownGroup(std::string_view group) {
     first = warned_groups_.insert(std::string(group)).second;
   }
   if (first) {
-    log::Warning("processor ", name_, " has no handler for group '", group,
+    log::Warning("processor", "processor ", name_, " has no handler for group '", group,
                  "'; such jobs end PROCESSED_ERROR");
   }
 }
@@ -341,6 +345,9 @@ Processor::Stats ProcessorCore::Stats() {
   s.paced = scheduler_.paced();
   s.pacing_trials = scheduler_.pacer().trials();
   s.pacing_gave_up = scheduler_.pacer().gave_up();
+  const Pacer& pacer = scheduler_.pacer();
+  s.pacing_rate = pacer.state() == Pacer::State::kFree ? 0 : pacer.rate();
+  s.pacing_drain_rate = pacer.drain_rate();
   return s;
 }
 
@@ -395,11 +402,14 @@ absl::Status ProcessorCore::Close(absl::Duration timeout) {
 // Owns the core until Close; then the last handed-out Task may.
 struct Processor::Impl {
   ProcessorCore* core;
+  MetricsRegistration metrics;  // Config::metrics_port.
 };
 
 absl::StatusOr<std::unique_ptr<Processor>> Processor::Create(
     Config config, std::string processor) {
-  if (auto s = config.Validate(); !s.ok()) return s;
+  RememberSecrets(config);
+  if (auto s = config.Validate(); !s.ok()) return Scrub(s);
+  if (config.log_level) SetLogLevel(*config.log_level);
   if (processor.empty()) {
     return absl::InvalidArgumentError("processor name must not be empty");
   }
@@ -407,16 +417,26 @@ absl::StatusOr<std::unique_ptr<Processor>> Processor::Create(
                                               std::move(processor));
   if (auto s = core->Start(); !s.ok()) {
     (void)core->Close(absl::ZeroDuration());  // Before any field goes.
-    return s;
+    return Scrub(s);
   }
-  return std::unique_ptr<Processor>(
-      new Processor(std::make_unique<Impl>(Impl{core.release()})));
+  std::unique_ptr<Processor> p(
+      new Processor(std::make_unique<Impl>(Impl{core.release(), {}})));
+  const Config& c = p->impl_->core->config();
+  if (c.metrics_port > 0) {
+    absl::StatusOr<MetricsRegistration> metrics = RegisterMetrics(
+        c.metrics_address, c.metrics_port,
+        [q = p.get()](MetricsWriter& w) { MetricsAccess::Collect(*q, w); });
+    if (!metrics.ok()) return metrics.status();  // Closes the processor.
+    p->impl_->metrics = *std::move(metrics);
+  }
+  return p;
 }
 
 Processor::Processor(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 Processor::~Processor() {
   if (!impl_) return;
+  impl_->metrics.Reset();  // No scrape reaches a processor being destroyed.
   (void)impl_->core->Close(impl_->core->config().close_timeout);
   if (impl_->core->Orphan()) delete impl_->core;
 }
@@ -471,5 +491,85 @@ absl::Status Processor::Close(absl::Duration timeout) {
 Processor::Stats Processor::GetStats() const { return impl_->core->Stats(); }
 
 const std::string& Processor::name() const { return impl_->core->name(); }
+
+void MetricsAccess::Collect(const Processor& processor, MetricsWriter& w) {
+  struct Field {
+    const char* name;
+    const char* help;
+    uint64_t Processor::Stats::*value;
+  };
+  using S = Processor::Stats;
+  static constexpr Field kCounters[] = {
+      {"batchbus_processor_handed_out", "Jobs returned by Next().",
+       &S::handed_out},
+      {"batchbus_processor_processed_ok", "Jobs answered PROCESSED_OK.",
+       &S::processed_ok},
+      {"batchbus_processor_processed_error", "Jobs answered PROCESSED_ERROR.",
+       &S::processed_error},
+      {"batchbus_processor_batches_received", "Job batches read.",
+       &S::batches_received},
+      {"batchbus_processor_batches_committed", "Job batches committed.",
+       &S::batches_committed},
+      {"batchbus_processor_malformed_messages",
+       "Malformed job messages, sent to the dead letter topic.",
+       &S::malformed_messages},
+      {"batchbus_processor_result_messages",
+       "Result messages acknowledged by the broker.", &S::result_messages},
+      {"batchbus_processor_unknown_group", "Jobs Run() had no handler for.",
+       &S::unknown_group},
+      {"batchbus_processor_expired",
+       "Jobs ended EXPIRED, not handed out: their deadline had passed.",
+       &S::expired},
+      {"batchbus_processor_invalid",
+       "Jobs ended PROCESSED_ERROR by their group's validator.", &S::invalid},
+      {"batchbus_processor_retried", "Attempts ended with Task::Retry.",
+       &S::retried},
+      {"batchbus_processor_delayed",
+       "Jobs that came before their not_before, sent to wait.", &S::delayed},
+      {"batchbus_processor_held",
+       "Jobs sent to wait for their group's slot (paused or at max_rate).",
+       &S::held},
+      {"batchbus_processor_jobs_dead_lettered",
+       "Failed jobs copied to the dead letter topic.", &S::jobs_dead_lettered},
+      {"batchbus_processor_results_dead_lettered",
+       "Undeliverable result messages copied to the dead letter topic.",
+       &S::results_dead_lettered},
+      {"batchbus_processor_paced",
+       "Times Next() held a normal or slow job back for realtime pacing.",
+       &S::paced},
+      {"batchbus_processor_pacing_trials", "Realtime pacing trials started.",
+       &S::pacing_trials},
+      {"batchbus_processor_pacing_gave_up",
+       "Pacing trials given up because cutting did not help.",
+       &S::pacing_gave_up},
+  };
+  ProcessorCore& core = *processor.impl_->core;
+  const S s = core.Stats();
+  const MetricsWriter::Labels labels = {{"processor", core.name()}};
+  for (const Field& f : kCounters) w.Counter(f.name, f.help, labels, s.*f.value);
+  w.Gauge("batchbus_processor_pacing_rate",
+          "Normal and slow jobs/s realtime pacing allows; 0 while it holds "
+          "nothing back.",
+          labels, s.pacing_rate);
+  w.Gauge("batchbus_processor_pacing_drain_rate",
+          "Normal and slow jobs/s taken while pacing held nothing back.",
+          labels, s.pacing_drain_rate);
+  MutexLock lock(&core.mu_);
+  for (Priority p : kAllPriorities) {
+    w.Gauge("batchbus_processor_ready_jobs",
+            "Jobs read and waiting to be handed out.",
+            {{"processor", core.name()}, {"priority", PriorityName(p)}},
+            static_cast<double>(core.scheduler_.ready_jobs(p)));
+  }
+  w.Gauge("batchbus_processor_outstanding_jobs",
+          "Jobs handed out and not answered yet.", labels,
+          static_cast<double>(core.outstanding_answers_));
+  for (const auto& [group, histogram] : core.handler_time_) {
+    w.Histogram("batchbus_processor_handler_seconds",
+                "From a job's hand-out by Next() to its answer.",
+                {{"processor", core.name()}, {"group", group}},
+                histogram->Get());
+  }
+}
 
 }  // namespace batchbus

@@ -27,6 +27,7 @@
 #include "batchbus/processor.h"
 #include "delay_line.h"
 #include "group_gate.h"
+#include "histogram.h"
 #include "in_batch.h"
 #include "intake.h"
 #include "job_consumers.h"
@@ -82,12 +83,12 @@ class ProcessorCore final : JobConsumers::Listener,
         topics_(TopicsOf(config_, name_)),
         intake_(name_, config_.DeadLetterTopicFor(name_)),
         scheduler_(SchedulerOptions(config_)),
+        gate_(config_.group_max_rate),
         results_({config_.max_message_bytes, config_.result_max_bytes,
                   config_.result_linger}),
         outbox_(config_, this),
         consumers_(config_, name_, topics_, this),
-        delay_line_(config_, name_, topics_),
-        gate_(config_.group_max_rate) {}
+        delay_line_(config_, name_, topics_) {}
 
   absl::Status Start();
   absl::StatusOr<Task> Next(absl::Duration timeout);
@@ -161,6 +162,9 @@ class ProcessorCore final : JobConsumers::Listener,
   // OK while `state`'s job may still be answered (or retried).
   absl::Status Answerable(const Task::State& state) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // From the job's hand-out to `now`, into its group's histogram.
+  void RecordHandlerTime(const Task::State& state, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Runs the group's validator; a refused job is answered here (false).
   bool Admit(Task& task);
   // Job `index` of `batch` as a one-job batch with `fields`, sent to the
@@ -187,6 +191,7 @@ class ProcessorCore final : JobConsumers::Listener,
   std::optional<Pacer::Decision> PacingToLog(absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void LogPacing(const Pacer::Decision& decision);
+  friend class MetricsAccess;
 
   const Config config_;
   const std::string name_;
@@ -210,6 +215,9 @@ class ProcessorCore final : JobConsumers::Listener,
   absl::flat_hash_set<std::unique_ptr<InBatch>> batches_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<PartitionKey> assigned_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<std::string> warned_groups_ ABSL_GUARDED_BY(mu_);
+  // Handler time per group (metrics).
+  absl::flat_hash_map<std::string, std::unique_ptr<Histogram>> handler_time_
+      ABSL_GUARDED_BY(mu_);
   size_t outstanding_answers_ ABSL_GUARDED_BY(mu_) = 0;  // Handed, unanswered.
   size_t unsent_ ABSL_GUARDED_BY(mu_) = 0;  // Sealed, not yet in the outbox.
   bool closed_ ABSL_GUARDED_BY(mu_) = false;  // Answers are refused.

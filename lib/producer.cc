@@ -40,9 +40,9 @@ void Producer::Trampoline(rd_kafka_t*, const rd_kafka_message_t* msg,
     static_cast<DeliveryHandler*>(opaque)->OnDelivery(
         const_cast<rd_kafka_message_t*>(msg));
   } catch (const std::exception& e) {
-    log::Error("delivery report handling failed: ", e.what());
+    log::Error("kafka", "delivery report handling failed: ", e.what());
   } catch (...) {
-    log::Error("delivery report handling failed");
+    log::Error("kafka", "delivery report handling failed");
   }
 }
 

@@ -84,7 +84,7 @@ rd_kafka_topic_t* Publisher::TopicHandle(const BatchMessage& msg,
     if (rd_kafka_topic_conf_set(conf, "message.timeout.ms", ms.c_str(), err,
                                 sizeof err) != RD_KAFKA_CONF_OK) {
       // Once per topic: its batches still go, with librdkafka's timeout.
-      log::Warning("topic ", msg.topic, ": message.timeout.ms=", ms,
+      log::Warning("submitter", "topic ", msg.topic, ": message.timeout.ms=", ms,
                    " refused (", err, "); its batches use the default");
     }
   }
@@ -123,7 +123,7 @@ void Publisher::LogUndelivered(const BatchMessage& msg,
                                rd_kafka_resp_err_t err) {
   uint64_t held_back = 0;
   if (!undelivered_log_.Allow(held_back)) return;
-  log::Warning(held_back + 1, " batch(es) not delivered, latest ", msg.seq,
+  log::Warning("submitter", held_back + 1, " batch(es) not delivered, latest ", msg.seq,
                " to ", msg.topic, ": ", rd_kafka_err2str(err));
 }
 

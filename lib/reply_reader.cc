@@ -57,7 +57,7 @@ absl::Status ReplyReader::Start(rd_kafka_t* client, int wakeup_fd) {
     if (auto s = StartStream(streams_[r], *conf, wakeup_fd); !s.ok()) {
       return s;
     }
-    log::Info("submitter ", instance_, " reading ",
+    log::Info("submitter", "submitter ", instance_, " reading ",
               r == 0 && num_streams_ == 2 ? "realtime " : "",
               "results from ", topic_, "[", streams_[r].partition, "]");
   }
@@ -136,7 +136,7 @@ void ReplyReader::Handle(
   if (msg.err) {
     if (msg.err != RD_KAFKA_RESP_ERR__PARTITION_EOF &&
         read_error_log_.Allow(held_back)) {
-      log::Warning("reading results from ", topic_, ": ",
+      log::Warning("submitter", "reading results from ", topic_, ": ",
                    rd_kafka_message_errstr(&msg), " (and ", held_back,
                    " more errors since the last report)");
     }
@@ -153,7 +153,7 @@ void ReplyReader::Handle(
       addressee, entries_);
   if (!s.ok() || addressee != instance_) {
     if (skipped_log_.Allow(held_back)) {
-      log::Warning("skipping a result message at ", topic_, "[",
+      log::Warning("submitter", "skipping a result message at ", topic_, "[",
                    msg.partition, "]@", msg.offset, ": ",
                    s.ok() ? "addressed to another instance" : s.message(),
                    " (and ", held_back, " more since the last report)");
@@ -167,7 +167,7 @@ void ReplyReader::Close(absl::Time deadline) {
   for (Stream& stream : streams_) {
     if (stream.topic && stream.queue &&
         rd_kafka_consume_stop(stream.topic.get(), stream.partition) != 0) {
-      log::Warning("stopping to read ", topic_, "[", stream.partition,
+      log::Warning("submitter", "stopping to read ", topic_, "[", stream.partition,
                    "]: ", rd_kafka_err2str(rd_kafka_last_error()));
     }
     if (stream.queue) {

@@ -150,6 +150,7 @@ absl::Status ProcessorCore::Retry(Task::State* state, std::string_view reason,
   {
     MutexLock lock(&mu_);
     if (absl::Status s = Answerable(*state); !s.ok()) return s;
+    RecordHandlerTime(*state, now);
     if (final_error.empty()) {
       out.push_back(Forward(batch, state->index, next, due, now));
     } else {

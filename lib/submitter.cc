@@ -34,9 +34,12 @@
 #include "completions.h"
 #include "job_ledger.h"
 #include "lane.h"
+#include "metrics_access.h"
+#include "metrics_server.h"
 #include "mutex.h"
 #include "publisher.h"
 #include "reply_reader.h"
+#include "secrets.h"
 #include "status_book.h"
 #include "strcat.h"
 #include "submitter_counters.h"
@@ -108,6 +111,8 @@ struct Submitter::Impl final : private Publisher::Listener {
 
   Mutex close_mu;
   bool close_done ABSL_GUARDED_BY(close_mu) = false;
+
+  MetricsRegistration metrics;  // Config::metrics_port.
 };
 
 // ------------------------------------------------------------------ setup
@@ -334,19 +339,32 @@ absl::Status Submitter::Impl::Close(absl::Duration timeout) {
 // ------------------------------------------------------------- public API
 
 absl::StatusOr<std::unique_ptr<Submitter>> Submitter::Create(Config config) {
-  if (auto s = config.Validate(); !s.ok()) return s;
+  RememberSecrets(config);
+  if (auto s = config.Validate(); !s.ok()) return Scrub(s);
+  if (config.log_level) SetLogLevel(*config.log_level);
   auto impl = std::make_unique<Impl>(std::move(config));
   if (auto s = impl->Start(); !s.ok()) {
     impl->StopIo();
-    return s;
+    return Scrub(s);
   }
-  return std::unique_ptr<Submitter>(new Submitter(std::move(impl)));
+  std::unique_ptr<Submitter> submitter(new Submitter(std::move(impl)));
+  const Config& c = submitter->impl_->config;
+  if (c.metrics_port > 0) {
+    absl::StatusOr<MetricsRegistration> metrics = RegisterMetrics(
+        c.metrics_address, c.metrics_port,
+        [s = submitter.get()](MetricsWriter& w) { MetricsAccess::Collect(*s, w); });
+    if (!metrics.ok()) return metrics.status();  // Closes the submitter.
+    submitter->impl_->metrics = *std::move(metrics);
+  }
+  return submitter;
 }
 
 Submitter::Submitter(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 Submitter::~Submitter() {
-  if (impl_) (void)impl_->Close(impl_->config.close_timeout);
+  if (!impl_) return;
+  impl_->metrics.Reset();  // No scrape reaches a submitter being destroyed.
+  (void)impl_->Close(impl_->config.close_timeout);
 }
 
 absl::Status Submitter::Submit(Job& job, Callback done) {
@@ -437,6 +455,56 @@ Submitter::Stats Submitter::GetStats() const {
   s.inflight_jobs = impl_->admission.jobs();
   s.inflight_bytes = impl_->admission.bytes();
   return s;
+}
+
+void MetricsAccess::Collect(const Submitter& submitter, MetricsWriter& w) {
+  struct Field {
+    const char* name;
+    const char* help;
+    uint64_t Submitter::Stats::*value;
+  };
+  static constexpr Field kCounters[] = {
+      {"batchbus_submitter_submitted", "Jobs accepted by Submit.",
+       &Submitter::Stats::submitted},
+      {"batchbus_submitter_rejected", "Jobs refused by Submit (bad input, full).",
+       &Submitter::Stats::rejected},
+      {"batchbus_submitter_batches_sent", "Batches acknowledged by the broker.",
+       &Submitter::Stats::batches_sent},
+      {"batchbus_submitter_processed_ok", "Jobs that ended PROCESSED_OK.",
+       &Submitter::Stats::processed_ok},
+      {"batchbus_submitter_processed_error", "Jobs that ended PROCESSED_ERROR.",
+       &Submitter::Stats::processed_error},
+      {"batchbus_submitter_batch_failed",
+       "Jobs that ended BATCH_FAILED (timed out, undeliverable or closed).",
+       &Submitter::Stats::batch_failed},
+      {"batchbus_submitter_expired",
+       "Jobs that ended EXPIRED (not processed: deadline or timeout).",
+       &Submitter::Stats::expired},
+      {"batchbus_submitter_events", "Events passed to event callbacks.",
+       &Submitter::Stats::events},
+      {"batchbus_submitter_late_results",
+       "Results that arrived after their job had ended.",
+       &Submitter::Stats::late_results},
+      {"batchbus_submitter_foreign_results",
+       "Results for other submitter instances read on this one's partition.",
+       &Submitter::Stats::foreign_results},
+  };
+  const Submitter::Stats s = submitter.GetStats();
+  const MetricsWriter::Labels labels = {{"instance", submitter.instance_id()}};
+  for (const Field& f : kCounters) w.Counter(f.name, f.help, labels, s.*f.value);
+  w.Gauge("batchbus_submitter_inflight_jobs",
+          "Jobs submitted and not ended yet.", labels,
+          static_cast<double>(s.inflight_jobs));
+  w.Gauge("batchbus_submitter_inflight_bytes",
+          "Encoded bytes of the jobs in flight.", labels,
+          static_cast<double>(s.inflight_bytes));
+  for (Priority p : kAllPriorities) {
+    w.Histogram("batchbus_submitter_round_trip_seconds",
+                "From a batch's send to each of its jobs' terminal results.",
+                {{"instance", submitter.instance_id()},
+                 {"priority", PriorityName(p)}},
+                submitter.impl_->counters.round_trip[p].Get());
+  }
 }
 
 const std::string& Submitter::instance_id() const { return impl_->instance; }

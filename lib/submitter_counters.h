@@ -7,6 +7,8 @@
 
 #include "batchbus/submitter.h"
 #include "counter.h"
+#include "histogram.h"
+#include "lane.h"
 
 namespace batchbus {
 
@@ -23,6 +25,8 @@ struct SubmitterCounters {
   alignas(64) Counter events;
   alignas(64) Counter late_results;
   alignas(64) Counter foreign_results;
+  // From a batch's send to each of its jobs' terminal results.
+  PerPriority<Histogram> round_trip;
 
   // Everything but the in-flight figures, which the admission part holds.
   Submitter::Stats Snapshot() const {

@@ -20,6 +20,21 @@ absl::Status ProcessorCore::Answerable(const Task::State& state) const {
   return absl::OkStatus();
 }
 
+void ProcessorCore::RecordHandlerTime(const Task::State& state,
+                                      absl::Time now) {
+  const std::string_view group = state.batch->decoded.jobs[state.index].group;
+  // Group names come from the jobs: past kMaxGroups, the rest share one.
+  constexpr size_t kMaxGroups = 256;
+  auto it = handler_time_.find(ToAbsl(group));
+  if (it == handler_time_.end()) {
+    const std::string_view key =
+        handler_time_.size() < kMaxGroups ? group : "(other)";
+    it = handler_time_.try_emplace(std::string(key), nullptr).first;
+    if (it->second == nullptr) it->second = std::make_unique<Histogram>();
+  }
+  it->second->Record(now - state.handed_at);
+}
+
 absl::Status ProcessorCore::Answer(Task::State* state, bool ok,
                                    std::string_view text) {
   // An error message is for people: cap it rather than refuse it.
@@ -44,6 +59,7 @@ absl::Status ProcessorCore::Answer(Task::State* state, bool ok,
     MutexLock lock(&mu_);
     if (absl::Status s = Answerable(*state); !s.ok()) return s;
     state->answered = true;
+    RecordHandlerTime(*state, absl::Now());
     opened = results_.Add(state->batch, state->index, ok, text,
                           [] { return absl::Now(); }, sealed);
     if (!ok && config_.dead_letter_failed_jobs) {

@@ -26,6 +26,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "batchbus/job.h"
+#include "batchbus/log.h"
 
 namespace batchbus {
 
@@ -159,6 +160,16 @@ struct Config {
 
   // --- Shutdown ---
   absl::Duration close_timeout = absl::Seconds(10);
+
+  // --- Operations (docs/operations.md) ---
+  // Above 0: serve GET /metrics (Prometheus text, batchbus/metrics.h) on
+  // metrics_address:metrics_port while the Submitter or Processor lives.
+  // Submitters and processors of one process that name the same port share
+  // it. Create fails with Unavailable when the port cannot be bound.
+  int metrics_port = 0;
+  std::string metrics_address = "127.0.0.1";
+  // Set: Create sets the process-wide log level (SetLogLevel) to it.
+  std::optional<LogLevel> log_level;
 
   // Raw librdkafka properties, passed through unchanged (TLS, SASL, ...).
   std::map<std::string, std::string> kafka;

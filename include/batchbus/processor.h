@@ -162,6 +162,12 @@ class Processor {
     // Pacing trials started, and given up because cutting did not help.
     uint64_t pacing_trials = 0;
     uint64_t pacing_gave_up = 0;
+    // Normal and slow jobs/s that pacing allows now; 0 while it holds
+    // nothing back.
+    double pacing_rate = 0;
+    // Normal and slow jobs/s taken, measured while pacing held nothing
+    // back (what a cut is bounded by); 0 without realtime traffic.
+    double pacing_drain_rate = 0;
   };
 
   // Checks a job's data before it is handed out; a job it refuses ends
@@ -216,6 +222,7 @@ class Processor {
   struct Impl;
 
  private:
+  friend class MetricsAccess;  // batchbus/metrics.h
   explicit Processor(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };

@@ -146,6 +146,7 @@ class Submitter {
   struct Impl;
 
  private:
+  friend class MetricsAccess;  // batchbus/metrics.h
   explicit Submitter(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
