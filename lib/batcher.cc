@@ -37,6 +37,8 @@ wire::JobFields JobFieldsOf(const Job& job, bool events) {
     f.not_before_ms = absl::ToUnixMillis(job.not_before);
   }
   f.events = events;
+  f.traceparent = job.traceparent;
+  f.tracestate = job.tracestate;
   return f;
 }
 
@@ -62,6 +64,41 @@ absl::Status CheckTiming(const Job& job, absl::Duration batch_timeout,
   return absl::OkStatus();
 }
 
+absl::Status CheckTraceContext(const Job& job) {
+  const std::string_view tp = job.traceparent;
+  const auto hex = [&](size_t from, size_t n) {
+    for (size_t i = from; i < from + n; ++i) {
+      const char c = tp[i];
+      if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+    }
+    return true;
+  };
+  if (!tp.empty() &&
+      (tp.size() != 55 || tp[2] != '-' || tp[35] != '-' || tp[52] != '-' ||
+       !hex(0, 2) || !hex(3, 32) || !hex(36, 16) || !hex(53, 2) ||
+       tp.substr(0, 2) == "ff" || tp.substr(3, 32) == std::string(32, '0') ||
+       tp.substr(36, 16) == std::string(16, '0'))) {
+    return absl::InvalidArgumentError(StrCat(
+        "job traceparent '", tp.substr(0, 64),
+        "' is not a W3C traceparent "
+        "(00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>)"));
+  }
+  if (job.tracestate.size() > 512) {
+    return absl::InvalidArgumentError(
+        "job tracestate is longer than 512 characters");
+  }
+  for (char c : job.tracestate) {
+    if (c < 0x20 || c > 0x7e) {
+      return absl::InvalidArgumentError(
+          "job tracestate must be printable ASCII");
+    }
+  }
+  if (!job.tracestate.empty() && tp.empty()) {
+    return absl::InvalidArgumentError("job tracestate needs a traceparent");
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<size_t> CheckJob(const Job& job, const wire::JobFields& fields,
                                 size_t max_message_bytes, size_t header_bytes) {
   if (job.processor.empty() || job.processor.size() > kMaxNameBytes ||
@@ -76,6 +113,7 @@ absl::StatusOr<size_t> CheckJob(const Job& job, const wire::JobFields& fields,
         "job group must be a non-empty UTF-8 name of at most 1024 bytes");
   }
   if (auto s = json::Validate(job.data, "job data"); !s.ok()) return s;
+  if (auto s = CheckTraceContext(job); !s.ok()) return s;
   const size_t job_size = wire::BatchWriter::JobSize(
       job.group, json::TrimWhitespace(job.data),
       fields.plain() ? nullptr : &fields);

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 
 #include "strcat.h"
 
@@ -60,8 +61,12 @@ void AppendLabels(std::string& out, const MetricsWriter::Labels& labels,
 std::string FormatDouble(double v) {
   if (std::isnan(v)) return "NaN";
   if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
+  // The shortest form that reads back as the same double.
   char buf[32];
-  std::snprintf(buf, sizeof buf, "%.17g", v);
+  for (int precision = 15; precision <= 17; ++precision) {
+    std::snprintf(buf, sizeof buf, "%.*g", precision, v);
+    if (std::strtod(buf, nullptr) == v) break;
+  }
   return buf;
 }
 
@@ -89,8 +94,11 @@ MetricsWriter::Family& MetricsWriter::FamilyOf(std::string_view name,
 
 void MetricsWriter::Counter(std::string_view name, std::string_view help,
                             const Labels& labels, uint64_t value) {
-  Family& f = FamilyOf(name, "counter", help);
-  AppendSample(f.samples, StrCat(name, "_total"), labels, StrCat(value));
+  // Text format 0.0.4 names a counter's family by its sample, _total
+  // included.
+  const std::string total = StrCat(name, "_total");
+  Family& f = FamilyOf(total, "counter", help);
+  AppendSample(f.samples, total, labels, StrCat(value));
 }
 
 void MetricsWriter::Gauge(std::string_view name, std::string_view help,

@@ -74,10 +74,10 @@ bool ResultBatcher::Add(InBatch* batch, uint32_t index, bool ok,
   const wire::DecodedJob& job = d.jobs[index];
   if (ok) {
     buffer.writer.AddOk(d.seq, WireIndex(job, index), job.id, text,
-                        job.fields.attempt);
+                        job.fields.attempt, &job.fields);
   } else {
     buffer.writer.AddError(d.seq, WireIndex(job, index), job.id, text,
-                           job.fields.attempt);
+                           job.fields.attempt, &job.fields);
   }
   Answers(buffer, batch);
   Added(buffer, batch, sealed);
@@ -92,7 +92,7 @@ bool ResultBatcher::AddExpired(InBatch* batch, uint32_t index,
   Buffer& buffer = Open(batch, EntryBytes(false, why), now, sealed, opened);
   const wire::DecodedBatch& d = batch->decoded;
   buffer.writer.AddExpired(d.seq, WireIndex(d.jobs[index], index),
-                           d.jobs[index].id, why);
+                           d.jobs[index].id, why, &d.jobs[index].fields);
   Answers(buffer, batch);
   Added(buffer, batch, sealed);
   return opened && !buffer.writer.empty();

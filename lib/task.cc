@@ -175,6 +175,14 @@ absl::Time Task::deadline() const {
   return ms == 0 ? absl::InfiniteFuture() : absl::FromUnixMillis(ms);
 }
 
+std::string_view Task::traceparent() const {
+  return state_->batch->decoded.jobs[state_->index].fields.traceparent;
+}
+
+std::string_view Task::tracestate() const {
+  return state_->batch->decoded.jobs[state_->index].fields.tracestate;
+}
+
 absl::Status Task::Progress(std::string_view json) {
   if (state_ == nullptr) return absl::FailedPreconditionError("empty task");
   return state_->core->Progress(state_, json);

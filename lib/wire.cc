@@ -87,6 +87,12 @@ size_t FieldsSize(const JobFields& f) {
   if (!f.last_error.empty()) {
     n += sizeof(",\"last_error\":") - 1 + json::QuotedSize(f.last_error);
   }
+  if (!f.traceparent.empty()) {
+    n += sizeof(",\"traceparent\":") - 1 + json::QuotedSize(f.traceparent);
+  }
+  if (!f.tracestate.empty()) {
+    n += sizeof(",\"tracestate\":") - 1 + json::QuotedSize(f.tracestate);
+  }
   return n;
 }
 
@@ -95,6 +101,17 @@ void AppendNumberField(std::string& out, std::string_view key, int64_t v) {
   out.append(key);
   out.append("\":");
   AppendInt(out, v);
+}
+
+void AppendTrace(std::string& out, const JobFields& f) {
+  if (!f.traceparent.empty()) {
+    out.append(",\"traceparent\":");
+    json::AppendQuoted(out, f.traceparent);
+  }
+  if (!f.tracestate.empty()) {
+    out.append(",\"tracestate\":");
+    json::AppendQuoted(out, f.tracestate);
+  }
 }
 
 void AppendFields(std::string& out, const JobFields& f) {
@@ -112,6 +129,7 @@ void AppendFields(std::string& out, const JobFields& f) {
     out.append(",\"last_error\":");
     json::AppendQuoted(out, f.last_error);
   }
+  AppendTrace(out, f);
 }
 
 }  // namespace
@@ -173,28 +191,38 @@ void ResultWriter::AddAttempts(uint32_t attempts) {
   AppendUint(buf_, attempts);
 }
 
+void ResultWriter::AddTrace(const JobFields* fields) {
+  if (fields != nullptr && version_ >= 2) AppendTrace(buf_, *fields);
+}
+
 void ResultWriter::AddOk(uint64_t seq, uint32_t index, const JobId& id,
-                         std::string_view data, uint32_t attempts) {
+                         std::string_view data, uint32_t attempts,
+                         const JobFields* fields) {
   AddPrefix(seq, index, id);
   AddAttempts(attempts);
+  AddTrace(fields);
   buf_.append(",\"status\":\"PROCESSED_OK\",\"data\":");
   buf_.append(data);
   buf_.push_back('}');
 }
 
 void ResultWriter::AddError(uint64_t seq, uint32_t index, const JobId& id,
-                            std::string_view error, uint32_t attempts) {
+                            std::string_view error, uint32_t attempts,
+                            const JobFields* fields) {
   AddPrefix(seq, index, id);
   AddAttempts(attempts);
+  AddTrace(fields);
   buf_.append(",\"status\":\"PROCESSED_ERROR\",\"error\":");
   json::AppendQuoted(buf_, error);
   buf_.push_back('}');
 }
 
 void ResultWriter::AddExpired(uint64_t seq, uint32_t index, const JobId& id,
-                              std::string_view error) {
+                              std::string_view error,
+                              const JobFields* fields) {
   if (version_ < 2) return AddError(seq, index, id, error);
   AddPrefix(seq, index, id);
+  AddTrace(fields);
   buf_.append(",\"status\":\"EXPIRED\",\"error\":");
   json::AppendQuoted(buf_, error);
   buf_.push_back('}');
@@ -482,6 +510,10 @@ bool DecodeJobField(std::string_view key, od::value v,
     e = v.get_bool().get(f.reserved);
   } else if (key == "last_error") {
     e = StringValue(v, keep, f.last_error);
+  } else if (key == "traceparent") {
+    e = StringValue(v, keep, f.traceparent);
+  } else if (key == "tracestate") {
+    e = StringValue(v, keep, f.tracestate);
   } else {
     return false;
   }
@@ -603,6 +635,8 @@ void MoveEscapedIntoStorage(size_t payload_size,
     rebase(job.group);
     rebase(job.data);
     if (!job.fields.last_error.empty()) rebase(job.fields.last_error);
+    if (!job.fields.traceparent.empty()) rebase(job.fields.traceparent);
+    if (!job.fields.tracestate.empty()) rebase(job.fields.tracestate);
   }
   out.storage = std::move(grown);
 }
@@ -651,6 +685,10 @@ absl::Status DecodeResultEntry(od::object object, size_t index,
       e = StringValue(v, unescaped, entry.error);
     } else if (key == "attempts" || key == "attempt") {
       e = IndexValue(v, entry.attempts);
+    } else if (key == "traceparent") {
+      e = StringValue(v, unescaped, entry.traceparent);
+    } else if (key == "tracestate") {
+      e = StringValue(v, unescaped, entry.tracestate);
     }
     return FieldError("result ", key, e);
   });

@@ -58,12 +58,15 @@ struct JobFields {
   bool events = false;           // The submitter wants started/progress.
   bool reserved = false;         // Its rate-limit slot is already taken.
   std::string_view last_error;   // Why the previous attempt failed.
+  std::string_view traceparent;  // W3C trace context (empty: none).
+  std::string_view tracestate;
 
   static constexpr uint32_t kOwnIndex = UINT32_MAX;
   bool plain() const {
     return attempt == 1 && first_attempt_ms == 0 && not_before_ms == 0 &&
            deadline_ms == 0 && expires_ms == 0 && index == kOwnIndex &&
-           !events && !reserved && last_error.empty();
+           !events && !reserved && last_error.empty() &&
+           traceparent.empty() && tracestate.empty();
   }
 };
 
@@ -125,6 +128,8 @@ struct ResultEntry {
   std::string_view data;   // Raw JSON (PROCESSED_OK, progress), else empty.
   std::string_view error;  // Unescaped (PROCESSED_ERROR, EXPIRED), else empty.
   uint32_t attempts = 0;   // Attempts made (result), this attempt (event).
+  std::string_view traceparent;  // The job's trace context (result only).
+  std::string_view tracestate;
 };
 
 // Builds one result message for one submitter instance, in `version` (the
@@ -132,14 +137,17 @@ struct ResultEntry {
 class ResultWriter {
  public:
   void Begin(std::string_view instance, int version = kVersion);
-  // `attempts` is written (version 2) when above 1.
+  // `attempts` is written (version 2) when above 1; the job's trace
+  // context (from `fields`) when it has one.
   void AddOk(uint64_t seq, uint32_t index, const JobId& id,
-             std::string_view data, uint32_t attempts = 1);
+             std::string_view data, uint32_t attempts = 1,
+             const JobFields* fields = nullptr);
   void AddError(uint64_t seq, uint32_t index, const JobId& id,
-                std::string_view error, uint32_t attempts = 1);
+                std::string_view error, uint32_t attempts = 1,
+                const JobFields* fields = nullptr);
   // EXPIRED; a version-1 reader gets PROCESSED_ERROR with the same error.
   void AddExpired(uint64_t seq, uint32_t index, const JobId& id,
-                  std::string_view error);
+                  std::string_view error, const JobFields* fields = nullptr);
   // A started or progress event (`data`: progress JSON). Version 2 only:
   // false, writing nothing, in a version-1 message.
   bool AddEvent(uint64_t seq, uint32_t index, const JobId& id,
@@ -154,6 +162,7 @@ class ResultWriter {
  private:
   void AddPrefix(uint64_t seq, uint32_t index, const JobId& id);
   void AddAttempts(uint32_t attempts);
+  void AddTrace(const JobFields* fields);
   std::string buf_;
   size_t results_ = 0;
   int version_ = kVersion;

@@ -115,6 +115,13 @@ struct Job {
   // must come before its batch timeout (PriorityConfig::batch_timeout) ends
   // the wait for its result.
   absl::Time not_before = absl::InfinitePast();
+  // W3C trace context (https://www.w3.org/TR/trace-context/), carried on
+  // the wire to Task::traceparent() and back in the JobResult, so a trace
+  // crosses the bus. Empty: none. A traceparent must be 55 characters,
+  // "00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>", and a
+  // tracestate at most 512 printable characters, or Submit refuses the job.
+  std::string traceparent;
+  std::string tracestate;
 };
 
 // A job's non-terminal news, for the event callback given to Submit:
@@ -140,6 +147,10 @@ struct JobResult {
   // Attempts the processor made (1 for every answered job today); 0 when no
   // processor answered (BATCH_FAILED).
   uint32_t attempts = 0;
+  // The job's trace context, as the processor saw it (empty when no
+  // processor answered).
+  std::string traceparent;
+  std::string tracestate;
 
   bool ok() const { return status == JobStatus::kProcessedOk; }
 };

@@ -84,6 +84,10 @@ class Task {
   // The job's deadline (Job::deadline), InfiniteFuture when it has none.
   // A handler passes the time left to the calls it makes upstream.
   absl::Time deadline() const;
+  // The job's W3C trace context (Job::traceparent, Job::tracestate); empty
+  // when it has none. A handler starts its span as a child of it.
+  std::string_view traceparent() const;
+  std::string_view tracestate() const;
 
   // Reports progress, any JSON value, to the submitter's event callback
   // (Submitter::Submit with an EventCallback). Sent with the results,
