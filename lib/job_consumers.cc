@@ -43,6 +43,7 @@ absl::Status JobConsumers::StartConsumer(Lane lane, const kafka::ConfPtr& base,
   if (lane == Lane::kRealtime) {
     // A group of its own: in a shared group, two members per processor
     // double the rebalances at every start and stop.
+    kafka::QuickFetchOnEmbedded(config_, conf.get());
     const std::string group = config_.GroupIdFor(processor_) + ".realtime";
     char err[512];
     if (rd_kafka_conf_set(conf.get(), "group.id", group.c_str(), err,

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "strcat.h"
 #include "absl/strings/str_join.h"
@@ -190,6 +191,15 @@ void RdkafkaLog(const rd_kafka_t* rk, int level, const char* facility,
 }
 
 }  // namespace
+
+void QuickFetchOnEmbedded(const Config& config, rd_kafka_conf_t* conf) {
+  if (!absl::StartsWith(config.brokers, "mock://") ||
+      UserSets(config, Role::kConsumer, "fetch.wait.max.ms")) {
+    return;
+  }
+  char err[512];
+  rd_kafka_conf_set(conf, "fetch.wait.max.ms", "1", err, sizeof err);
+}
 
 bool UserSets(const Config& config, Role role, const std::string& property) {
   const std::string_view scope =

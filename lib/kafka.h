@@ -79,6 +79,13 @@ absl::StatusOr<ConfPtr> MakeConf(
 // True when the user set librdkafka property `property` for `role`.
 bool UserSets(const Config& config, Role role, const std::string& property);
 
+// For a realtime consumer: on the embedded cluster (mock://), whose fetches
+// wait their whole fetch.wait.max.ms even when data arrives, the wait is
+// 1 ms (unless the user set it). A real broker answers a waiting fetch as
+// soon as data arrives, so there the longer wait costs no latency and
+// saves idle fetches.
+void QuickFetchOnEmbedded(const Config& config, rd_kafka_conf_t* conf);
+
 // Creates a handle, taking ownership of `conf`.
 absl::StatusOr<KafkaPtr> MakeHandle(rd_kafka_type_t type, ConfPtr conf);
 

@@ -98,7 +98,10 @@ void Pacer::Evaluate(absl::Time now) {
   switch (state_) {
     case State::kFree:
       // Only a flowing low-priority load can be the cause.
-      if (window_.IsLate() && now >= retry_after_ && drain_rate_ > 0 &&
+      // Lateness of about the target is noise (the fetch and linger of
+      // the path); only a clear excess is worth a trial.
+      if (window_.IsLate() && window_.Mean() >= 2 * options_.target &&
+          now >= retry_after_ && drain_rate_ > 0 &&
           now - last_take_ < kWindow && now - first_seen_ >= kWarmup) {
         StartTrial(now);
       }
@@ -113,8 +116,9 @@ void Pacer::Evaluate(absl::Time now) {
 }
 
 void Pacer::StartTrial(absl::Time now) {
-  drain_before_ = std::max(drain_rate_, options_.min_rate);
-  floor_ = std::max(drain_before_ * kFloorFraction, options_.min_rate);
+  drain_before_ = drain_rate_;
+  // At least one job a second: a rate of zero would never recover.
+  floor_ = std::max(drain_before_ * kFloorFraction, 1.0);
   before_excess_ = window_.Mean();
   rate_ = floor_;
   tokens_ = 1;

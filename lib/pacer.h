@@ -18,11 +18,12 @@
 //   half its messages are more than `target` late.
 // - Free (the normal state): nothing is held back; the pacer measures how
 //   fast low-priority jobs are taken (the drain rate).
-// - A late window while low-priority jobs flow starts a trial (never in the
-//   first second of realtime traffic, while the base is still a guess): for
-//   100 ms the
-//   low-priority rate is the floor, a twentieth of the drain rate measured just
-//   before (and at least `min_rate`): the deepest cut pacing ever makes.
+// - A late window while low-priority jobs flow, whose mean excess is at
+//   least twice `target`, starts a trial (never in the first second of
+//   realtime traffic, while the base is still a guess): for 100 ms the
+//   low-priority rate is the floor, a twentieth of the drain rate measured
+//   just before: the deepest cut pacing ever makes. There is no absolute
+//   floor: a cut is always relative to what the processor was doing.
 // - The trial helped when the realtime excess fell by half or the window is
 //   no longer late: pacing goes on, the rate growing 50% on good windows and
 //   halving on late ones, never below the floor. Once it is back at the
@@ -48,7 +49,6 @@ class Pacer {
  public:
   struct Options {
     absl::Duration target = absl::Milliseconds(2);  // Allowed excess delay.
-    double min_rate = 1000;                         // Jobs/s, at least.
     absl::Duration hold = absl::Seconds(1);         // Pacing after the last
                                                     // realtime message.
   };

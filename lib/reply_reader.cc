@@ -54,7 +54,11 @@ absl::Status ReplyReader::Start(rd_kafka_t* client, int wakeup_fd) {
   streams_[0].partition = partitions_[Lane::kRealtime];
   streams_[1].partition = partitions_[Lane::kBulk];
   for (int r = 0; r < num_streams_; ++r) {
-    if (auto s = StartStream(streams_[r], *conf, wakeup_fd); !s.ok()) {
+    kafka::ConfPtr stream_conf(rd_kafka_conf_dup(conf->get()));
+    if (streams_[r].partition == partitions_[Lane::kRealtime]) {
+      kafka::QuickFetchOnEmbedded(config_, stream_conf.get());
+    }
+    if (auto s = StartStream(streams_[r], stream_conf, wakeup_fd); !s.ok()) {
       return s;
     }
     log::Info("submitter", "submitter ", instance_, " reading ",

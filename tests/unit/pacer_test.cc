@@ -84,6 +84,31 @@ TEST(Pacer, RealtimeOnTimeHoldsNothingBack) {
   EXPECT_GE(sim.taken_, 0.99 * kCapacity * 5);
 }
 
+TEST(Pacer, LatenessBelowTwiceTheTargetStartsNoTrial) {
+  // Every realtime message is 3 ms late (above the 2 ms target, below
+  // twice it) however fast the backlog goes: not worth a trial.
+  Simulation sim(kCapacity, [](double rate) {
+    return rate > 0 ? absl::Milliseconds(3) : absl::ZeroDuration();
+  });
+  sim.Run(absl::Seconds(5));
+  EXPECT_EQ(sim.pacer_.trials(), 0u);
+  EXPECT_GE(sim.taken_, 0.99 * kCapacity * 5);
+}
+
+TEST(Pacer, SlowDrainIsCutRelativeToItselfWithNoAbsoluteFloor) {
+  // A backlog drained at only 10,000 jobs/s that does delay realtime: the
+  // cut goes to a twentieth of that, 500 jobs/s, below any fixed floor of
+  // 1,000 jobs/s (which, for a drain rate under it, would hold nothing).
+  constexpr double kSlow = 10'000;
+  Simulation sim(kSlow, [](double rate) {
+    return rate <= 2'500 ? absl::ZeroDuration() : absl::Milliseconds(20);
+  });
+  sim.Run(absl::Seconds(5));
+  EXPECT_GE(sim.pacer_.trials(), 1u);
+  EXPECT_LT(sim.min_rate_, 1'000);
+  EXPECT_GE(sim.min_rate_, 0.05 * kSlow * 0.9);
+}
+
 TEST(Pacer, LagTheLoadDoesNotCauseCostsLessThanTenPercent) {
   // Realtime jitters by 0-10 ms whatever the processor does (a busy
   // submitter host, the network, the embedded cluster's fetch waits).
