@@ -19,6 +19,13 @@ class Histogram {
       0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
       0.25,   0.5,   1,      2.5,   5,    10,    30,   60};
   static constexpr size_t kBuckets = kBounds.size() + 1;
+  static constexpr std::array<int64_t, kBounds.size()> kBoundsNs = [] {
+    std::array<int64_t, kBounds.size()> ns{};
+    for (size_t i = 0; i < ns.size(); ++i) {
+      ns[i] = static_cast<int64_t>(kBounds[i] * 1e9 + 0.5);
+    }
+    return ns;
+  }();
 
   struct Snapshot {
     std::array<uint64_t, kBuckets> counts{};  // Per bucket, not cumulative.
@@ -27,11 +34,10 @@ class Histogram {
   };
 
   void Record(absl::Duration d) {
-    const double s = absl::ToDoubleSeconds(d);
-    size_t i = 0;
-    while (i < kBounds.size() && s > kBounds[i]) ++i;
-    counts_[i].fetch_add(1, std::memory_order_relaxed);
     const int64_t ns = absl::ToInt64Nanoseconds(d);
+    size_t i = 0;
+    while (i < kBoundsNs.size() && ns > kBoundsNs[i]) ++i;
+    counts_[i].fetch_add(1, std::memory_order_relaxed);
     sum_ns_.fetch_add(ns > 0 ? static_cast<uint64_t>(ns) : 0,
                       std::memory_order_relaxed);
   }

@@ -66,8 +66,8 @@ void JobLedger::Answer(const std::vector<wire::ResultEntry>& entries,
     result.data = std::string(e.data);
     result.error = std::string(e.error);
     result.attempts = e.attempts > 0 ? e.attempts : 1;
-    result.traceparent = e.traceparent;
-    result.tracestate = e.tracestate;
+    if (!e.traceparent.empty()) result.traceparent = e.traceparent;
+    if (!e.tracestate.empty()) result.tracestate = e.tracestate;
     // A second answer, or one for a job this ledger does not know (the
     // id must match the job at (seq, index)), is late.
     if (it == batches_.end() || e.index >= it->second.jobs.size() ||

@@ -218,6 +218,8 @@ class ProcessorCore final : JobConsumers::Listener,
   // Handler time per group (metrics).
   absl::flat_hash_map<std::string, std::unique_ptr<Histogram>> handler_time_
       ABSL_GUARDED_BY(mu_);
+  std::string last_handler_group_ ABSL_GUARDED_BY(mu_);
+  Histogram* last_handler_time_ ABSL_GUARDED_BY(mu_) = nullptr;
   size_t outstanding_answers_ ABSL_GUARDED_BY(mu_) = 0;  // Handed, unanswered.
   size_t unsent_ ABSL_GUARDED_BY(mu_) = 0;  // Sealed, not yet in the outbox.
   bool closed_ ABSL_GUARDED_BY(mu_) = false;  // Answers are refused.

@@ -23,6 +23,11 @@ absl::Status ProcessorCore::Answerable(const Task::State& state) const {
 void ProcessorCore::RecordHandlerTime(const Task::State& state,
                                       absl::Time now) {
   const std::string_view group = state.batch->decoded.jobs[state.index].group;
+  // Most jobs in a row share a group: no hash lookup for those.
+  if (last_handler_time_ != nullptr && group == last_handler_group_) {
+    last_handler_time_->Record(now - state.handed_at);
+    return;
+  }
   // Group names come from the jobs: past kMaxGroups, the rest share one.
   constexpr size_t kMaxGroups = 256;
   auto it = handler_time_.find(ToAbsl(group));
@@ -31,6 +36,10 @@ void ProcessorCore::RecordHandlerTime(const Task::State& state,
         handler_time_.size() < kMaxGroups ? group : "(other)";
     it = handler_time_.try_emplace(std::string(key), nullptr).first;
     if (it->second == nullptr) it->second = std::make_unique<Histogram>();
+  }
+  if (it->first == group) {
+    last_handler_group_ = it->first;
+    last_handler_time_ = it->second.get();
   }
   it->second->Record(now - state.handed_at);
 }
