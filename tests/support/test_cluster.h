@@ -193,11 +193,12 @@ struct ReadMessage {
   }
 };
 
-// The first message on `topic`, read from its beginning by a group of its
-// own; nothing when none came within `timeout`.
-inline std::optional<ReadMessage> FirstMessageOn(const Config& config,
-                                                 const std::string& topic,
-                                                 absl::Duration timeout) {
+// The first message on `topic` that `accept` takes (any, by default), read
+// from its beginning by a group of its own; nothing when none came within
+// `timeout`. Messages of different partitions come in no set order.
+inline std::optional<ReadMessage> FirstMessageOn(
+    const Config& config, const std::string& topic, absl::Duration timeout,
+    const std::function<bool(const ReadMessage&)>& accept = nullptr) {
   auto conf = kafka::MakeConf(config, kafka::Role::kConsumer,
                               {{"group.id", config.ns + ".reader." + topic},
                                {"auto.offset.reset", "earliest"}});
@@ -218,7 +219,10 @@ inline std::optional<ReadMessage> FirstMessageOn(const Config& config,
     found.emplace();
     found->payload.assign(static_cast<const char*>(m->payload), m->len);
     rd_kafka_headers_t* headers = nullptr;
-    if (rd_kafka_message_headers(m.get(), &headers) != 0) continue;
+    if (rd_kafka_message_headers(m.get(), &headers) != 0) {
+      if (accept && !accept(*found)) found.reset();
+      continue;
+    }
     const char* name = nullptr;
     const void* value = nullptr;
     size_t size = 0;
@@ -227,6 +231,7 @@ inline std::optional<ReadMessage> FirstMessageOn(const Config& config,
       found->headers.emplace_back(
           name, std::string(static_cast<const char*>(value), size));
     }
+    if (accept && !accept(*found)) found.reset();
   }
   rd_kafka_consumer_close(consumer->get());
   return found;
