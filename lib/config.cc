@@ -50,7 +50,8 @@ constexpr Sv kKafkaEnvIgnored[] = {
     "PORT",       "CONTROLLER_PORT", "HOME",          "STATE",
     "FRESH",      "AUTO_CREATE",     "VERSION",       "JAVA_OPTS",
     "LOG_LEVEL",  "PROBE",           "PROPERTIES",    "START_TIMEOUT",
-    "STOP_TIMEOUT", "SCRIPT",        "HEAP"};
+    "STOP_TIMEOUT", "SCRIPT",        "HEAP",          "NODES",
+    "SASL",       "SASL_PORT",       "SASL_USERS",    "SASL_ALLOW_EVERYONE"};
 
 constexpr char kPlaceholderNamespace[] = "{namespace}";
 constexpr char kPlaceholderProcessor[] = "{processor}";
@@ -314,6 +315,8 @@ const GlobalKey kGlobalKeys[] = {
     {"create_topics", kSet<&Config::create_topics, ParseBool>},
     {"topic_partitions", kSet<&Config::topic_partitions, ParseIntCount>},
     {"replication_factor", kSet<&Config::replication_factor, ParseIntCount>},
+    {"min_insync_replicas",
+     kSet<&Config::min_insync_replicas, ParseIntCount>},
     {"close_timeout_ms", kSet<&Config::close_timeout, ParseMillis>},
     {"metrics_port", kSet<&Config::metrics_port, ParsePort>},
     {"metrics_address", kSet<&Config::metrics_address, ParseString>},
@@ -796,6 +799,11 @@ absl::Status CheckAdminKeys(const Config& c) {
       MustHold(c.replication_factor >= 1,
                absl::StrCat("config key 'replication_factor' is ",
                             c.replication_factor, "; it must be at least 1")));
+  BATCHBUS_RETURN_IF_ERROR_(MustHold(
+      c.min_insync_replicas <= c.replication_factor,
+      absl::StrCat("config key 'min_insync_replicas' is ", c.min_insync_replicas,
+                   ", more than replication_factor ", c.replication_factor,
+                   ": no write could ever succeed")));
   BATCHBUS_RETURN_IF_ERROR_(MustHold(
       c.metrics_port >= 0 && c.metrics_port <= 65535,
       absl::StrCat("config key 'metrics_port' is ", c.metrics_port,

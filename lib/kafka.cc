@@ -310,6 +310,15 @@ absl::Status CreateTopics(rd_kafka_t* rk, const Config& config,
     if (nt == nullptr) {
       return absl::InvalidArgumentError(StrCat("topic ", t, ": ", err));
     }
+    if (config.min_insync_replicas > 0) {
+      const std::string isr = StrCat(config.min_insync_replicas);
+      if (rd_kafka_NewTopic_set_config(nt, "min.insync.replicas",
+                                       isr.c_str()) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        rd_kafka_NewTopic_destroy(nt);
+        return absl::InvalidArgumentError(
+            StrCat("topic ", t, ": cannot set min.insync.replicas"));
+      }
+    }
     owned.emplace_back(nt);
     raw.push_back(nt);
   }

@@ -157,6 +157,11 @@ struct Config {
   bool create_topics = true;
   int topic_partitions = 4;
   int replication_factor = 1;
+  // Above 0: the topics' min.insync.replicas. With the producers' default
+  // acks=all, a write then succeeds only once this many replicas have it
+  // (2 with replication_factor 3 survives one broker's loss). 0: the
+  // broker's default.
+  int min_insync_replicas = 0;
 
   // --- Shutdown ---
   absl::Duration close_timeout = absl::Seconds(10);
