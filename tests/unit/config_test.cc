@@ -373,6 +373,11 @@ TEST_F(ConfigTest, KafkaPassthroughFromFileAndEnvironment) {
   SetEnv("BATCHBUS_KAFKA_PROPERTIES", "a=b");
   SetEnv("BATCHBUS_KAFKA_START_TIMEOUT", "90");
   SetEnv("BATCHBUS_KAFKA_STOP_TIMEOUT", "30");
+  SetEnv("BATCHBUS_KAFKA_NODES", "3");
+  SetEnv("BATCHBUS_KAFKA_SASL", "1");
+  SetEnv("BATCHBUS_KAFKA_SASL_PORT", "9102");
+  SetEnv("BATCHBUS_KAFKA_SASL_USERS", "admin");
+  SetEnv("BATCHBUS_KAFKA_SASL_ALLOW_EVERYONE", "false");
   // Not config keys either.
   SetEnv("BATCHBUS_LOG_LEVEL", "debug");
 
@@ -477,6 +482,7 @@ TEST_F(ConfigTest, ValidateCatchesEachRule) {
       {"result_max_bytes", "2000000", "'result_max_bytes'"},
       {"topic_partitions", "0", "'topic_partitions'"},
       {"replication_factor", "0", "'replication_factor'"},
+      {"min_insync_replicas", "2", "more than replication_factor 1"},
       {"reply_partition", "-2", "'reply_partition'"},
       {"normal.topic", "{namespace}/{processor}", "'normal.topic'"},
       {"slow.topic", "{namespace}.{processor}.{priority}", "'slow.topic'"},

@@ -1,6 +1,7 @@
 // Which librdkafka properties reach producers and consumers: kafka.* keys
 // apply to both, kafka.producer.* and kafka.consumer.* to one kind only.
 #include "kafka.h"
+#include "producer.h"
 
 #include <string>
 
@@ -70,6 +71,38 @@ TEST(KafkaConfTest, ScopedBeatsSharedAndBothBeatLibraryDefaults) {
   EXPECT_TRUE(kafka::UserSets(c, kafka::Role::kConsumer, "fetch.wait.max.ms"));
   EXPECT_FALSE(kafka::UserSets(c, kafka::Role::kProducer, "fetch.wait.max.ms"));
   EXPECT_FALSE(kafka::UserSets(plain, kafka::Role::kProducer, "linger.ms"));
+}
+
+struct NoReports : kafka::DeliveryHandler {
+  void OnDelivery(rd_kafka_message_t*) override {}
+};
+
+// A producer's settings, read back from its handle.
+std::string ProducerProperty(const Config& c, const char* property) {
+  NoReports reports;
+  auto p = kafka::Producer::Create(c, {}, &reports, -1);
+  if (!p.ok()) return p.status().ToString();
+  const rd_kafka_conf_t* conf = rd_kafka_conf(p->get());
+  char value[512];
+  size_t size = sizeof value;
+  const std::string out =
+      rd_kafka_conf_get(conf, property, value, &size) == RD_KAFKA_CONF_OK
+          ? value
+          : "<unknown property>";
+  p->Close(absl::Now(), absl::ZeroDuration());
+  return out;
+}
+
+TEST(KafkaConfTest, ProducersWaitForAllReplicasAndAreIdempotentByDefault) {
+  const Config plain = TestConfig();
+  // librdkafka spells acks=all as -1.
+  EXPECT_EQ(ProducerProperty(plain, "acks"), "-1");
+  EXPECT_EQ(ProducerProperty(plain, "enable.idempotence"), "true");
+  Config c = TestConfig();
+  ASSERT_TRUE(c.Set("kafka.producer.acks", "1").ok());
+  ASSERT_TRUE(c.Set("kafka.producer.enable.idempotence", "false").ok());
+  EXPECT_EQ(ProducerProperty(c, "acks"), "1");
+  EXPECT_EQ(ProducerProperty(c, "enable.idempotence"), "false");
 }
 
 TEST(KafkaConfTest, UnknownPropertyNamesTheConfigKey) {
