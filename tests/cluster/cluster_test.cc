@@ -105,6 +105,33 @@ int BusiestLeader(const std::string& ns) {
   return best;
 }
 
+// True once all nodes are in the metadata and every partition has all its
+// replicas in sync: a node that was just restarted has caught up.
+bool ClusterSettled() {
+  char err[256];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  rd_kafka_conf_set(conf, "bootstrap.servers", ClusterBootstrap().c_str(), err,
+                    sizeof err);
+  rd_kafka_conf_set(conf, "log_level", "0", err, sizeof err);
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+  if (rk == nullptr) return false;
+  const rd_kafka_metadata_t* md = nullptr;
+  bool settled = false;
+  if (rd_kafka_metadata(rk, 1, nullptr, &md, 5000) ==
+      RD_KAFKA_RESP_ERR_NO_ERROR) {
+    settled = md->broker_cnt == kNodes;
+    for (int t = 0; settled && t < md->topic_cnt; ++t) {
+      for (int p = 0; p < md->topics[t].partition_cnt; ++p) {
+        const rd_kafka_metadata_partition_t& part = md->topics[t].partitions[p];
+        if (part.leader < 0 || part.isr_cnt < part.replica_cnt) settled = false;
+      }
+    }
+    rd_kafka_metadata_destroy(md);
+  }
+  rd_kafka_destroy(rk);
+  return settled;
+}
+
 struct Record {
   absl::Time submitted;
   absl::Time finished;
@@ -314,6 +341,9 @@ class ReplicatedClusterTest : public ClusterTest {
         << ClusterPort() << " (start it with BATCHBUS_KAFKA_PORT="
         << ClusterPort() << " scripts/kafka start --nodes 3):\n"
         << status.output;
+    // The previous test's restarted node may still be catching up.
+    ASSERT_TRUE(Eventually(ClusterSettled, absl::Seconds(90)))
+        << "the cluster's partitions did not all get their replicas in sync";
     config_.brokers = "kafka://" + ClusterBootstrap();
     config_.replication_factor = 3;
     config_.min_insync_replicas = 2;
