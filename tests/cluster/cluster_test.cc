@@ -16,6 +16,7 @@
 #include <cinttypes>
 #include <cstdio>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -74,30 +75,40 @@ void Fault(const std::string& command, int node) {
               absl::ToDoubleSeconds(r.took));
 }
 
-// The node that leads most partitions of the namespace's topics.
-int BusiestLeader(const std::string& ns) {
+// Calls `use` with the cluster's metadata for all topics; false when there
+// was none within 5 s.
+bool WithMetadata(const std::function<void(const rd_kafka_metadata_t&)>& use) {
   char err[256];
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
   rd_kafka_conf_set(conf, "bootstrap.servers", ClusterBootstrap().c_str(), err,
                     sizeof err);
-  rd_kafka_conf_set(conf, "log_level", "3", err, sizeof err);
+  rd_kafka_conf_set(conf, "log_level", "0", err, sizeof err);
   rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
-  if (rk == nullptr) return 1;
+  if (rk == nullptr) return false;
   const rd_kafka_metadata_t* md = nullptr;
-  std::map<int, int> led;
-  if (rd_kafka_metadata(rk, 1, nullptr, &md, 10000) ==
-      RD_KAFKA_RESP_ERR_NO_ERROR) {
-    for (int t = 0; t < md->topic_cnt; ++t) {
-      if (std::string(md->topics[t].topic).find(ns) == std::string::npos) {
-        continue;
-      }
-      for (int p = 0; p < md->topics[t].partition_cnt; ++p) {
-        ++led[md->topics[t].partitions[p].leader];
-      }
-    }
+  const bool got = rd_kafka_metadata(rk, 1, nullptr, &md, 5000) ==
+                   RD_KAFKA_RESP_ERR_NO_ERROR;
+  if (got) {
+    use(*md);
     rd_kafka_metadata_destroy(md);
   }
   rd_kafka_destroy(rk);
+  return got;
+}
+
+// The node that leads most partitions of the namespace's topics.
+int BusiestLeader(const std::string& ns) {
+  std::map<int, int> led;
+  WithMetadata([&](const rd_kafka_metadata_t& md) {
+    for (int t = 0; t < md.topic_cnt; ++t) {
+      if (std::string(md.topics[t].topic).find(ns) == std::string::npos) {
+        continue;
+      }
+      for (int p = 0; p < md.topics[t].partition_cnt; ++p) {
+        ++led[md.topics[t].partitions[p].leader];
+      }
+    }
+  });
   int best = 1, most = -1;
   for (const auto& [node, n] : led) {
     if (node >= 1 && node <= kNodes && n > most) best = node, most = n;
@@ -108,27 +119,16 @@ int BusiestLeader(const std::string& ns) {
 // True once all nodes are in the metadata and every partition has all its
 // replicas in sync: a node that was just restarted has caught up.
 bool ClusterSettled() {
-  char err[256];
-  rd_kafka_conf_t* conf = rd_kafka_conf_new();
-  rd_kafka_conf_set(conf, "bootstrap.servers", ClusterBootstrap().c_str(), err,
-                    sizeof err);
-  rd_kafka_conf_set(conf, "log_level", "0", err, sizeof err);
-  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
-  if (rk == nullptr) return false;
-  const rd_kafka_metadata_t* md = nullptr;
   bool settled = false;
-  if (rd_kafka_metadata(rk, 1, nullptr, &md, 5000) ==
-      RD_KAFKA_RESP_ERR_NO_ERROR) {
-    settled = md->broker_cnt == kNodes;
-    for (int t = 0; settled && t < md->topic_cnt; ++t) {
-      for (int p = 0; p < md->topics[t].partition_cnt; ++p) {
-        const rd_kafka_metadata_partition_t& part = md->topics[t].partitions[p];
+  WithMetadata([&](const rd_kafka_metadata_t& md) {
+    settled = md.broker_cnt == kNodes;
+    for (int t = 0; settled && t < md.topic_cnt; ++t) {
+      for (int p = 0; p < md.topics[t].partition_cnt; ++p) {
+        const rd_kafka_metadata_partition_t& part = md.topics[t].partitions[p];
         if (part.leader < 0 || part.isr_cnt < part.replica_cnt) settled = false;
       }
     }
-    rd_kafka_metadata_destroy(md);
-  }
-  rd_kafka_destroy(rk);
+  });
   return settled;
 }
 
