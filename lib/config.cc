@@ -301,6 +301,7 @@ const GlobalKey kGlobalKeys[] = {
     {"reply_topic", kSet<&Config::reply_topic, ParseString>},
     {"reply_partition", kSet<&Config::reply_partition, ParseSignedInt>},
     {"group_id", kSet<&Config::group_id, ParseString>},
+    {"processor_instance", kSet<&Config::processor_instance, ParseString>},
     {"prefetch_jobs", kSet<&Config::prefetch_jobs, ParseSizeCount>},
     {"fetch_queue_kbytes", kSet<&Config::fetch_queue_kbytes, ParseSizeCount>},
     {"result_linger_ms", kSet<&Config::result_linger, ParseMillis>},
@@ -783,6 +784,13 @@ absl::Status CheckProcessorKeys(const Config& c) {
                                           c.result_max_bytes,
                                           c.max_message_bytes,
                                           "a result message"));
+  BATCHBUS_RETURN_IF_ERROR_(MustHold(
+      c.processor_instance.size() <= 200 &&
+          HasOnlyTopicChars(c.processor_instance),
+      absl::StrCat("config key 'processor_instance': '",
+                   ToSv(c.processor_instance),
+                   "' may only contain letters, digits, '.', '_' and '-', at "
+                   "most 200 of them")));
   if (c.dead_letter_topic.empty()) return absl::OkStatus();
   return CheckTopicTemplate("dead_letter_topic", c.dead_letter_topic,
                             c.DeadLetterTopicFor(kSampleProcessor),

@@ -57,6 +57,9 @@ absl::Status DelayLine::Start(int wakeup_fd) {
        {"fetch.message.max.bytes",
         std::to_string(kafka::ClientMessageBytes(config_))}});
   if (!conf.ok()) return conf.status();
+  if (auto s = kafka::SetStaticMembership(config_, conf->get()); !s.ok()) {
+    return s;
+  }
   rd_kafka_conf_set_rebalance_cb(conf->get(), &DelayLine::RebalanceCallback);
   rd_kafka_conf_set_opaque(conf->get(), this);
   auto handle = kafka::MakeHandle(RD_KAFKA_CONSUMER, std::move(*conf));

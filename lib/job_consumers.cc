@@ -1,5 +1,6 @@
 #include "job_consumers.h"
 
+#include <algorithm>
 #include <exception>
 #include <utility>
 
@@ -29,6 +30,9 @@ absl::Status JobConsumers::Start(int wakeup_fd) {
        {"fetch.message.max.bytes",
         std::to_string(kafka::ClientMessageBytes(config_))}});
   if (!conf.ok()) return conf.status();
+  if (auto s = kafka::SetStaticMembership(config_, conf->get()); !s.ok()) {
+    return s;
+  }
   rd_kafka_conf_set_rebalance_cb(conf->get(), &JobConsumers::RebalanceCallback);
   rd_kafka_conf_set_opaque(conf->get(), this);
   for (Lane lane : kAllLanes) {
@@ -72,6 +76,76 @@ absl::Status JobConsumers::StartConsumer(Lane lane, const kafka::ConfPtr& base,
   }
   if (rd_kafka_resp_err_t err = rd_kafka_subscribe(rk, subscription.get())) {
     return kafka::ToStatus(err, "subscribing to the job topics");
+  }
+  return absl::OkStatus();
+}
+
+namespace {
+
+// The error of an OffsetFetch for `partitions` in `group`, asked through the
+// admin API: unlike rd_kafka_committed(), it reports a coordinator lookup
+// the broker refused. __TIMED_OUT when nothing answered within `timeout`.
+rd_kafka_resp_err_t FetchCommitted(rd_kafka_t* rk, const std::string& group,
+                                   const rd_kafka_topic_partition_list_t* partitions,
+                                   absl::Duration timeout) {
+  rd_kafka_ListConsumerGroupOffsets_t* request =
+      rd_kafka_ListConsumerGroupOffsets_new(group.c_str(), partitions);
+  kafka::AdminOptionsPtr options(rd_kafka_AdminOptions_new(
+      rk, RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS));
+  rd_kafka_AdminOptions_set_request_timeout(options.get(), kafka::ToMillis(timeout),
+                                            nullptr, 0);
+  kafka::QueuePtr queue(rd_kafka_queue_new(rk));
+  rd_kafka_ListConsumerGroupOffsets(rk, &request, 1, options.get(), queue.get());
+  rd_kafka_ListConsumerGroupOffsets_destroy(request);
+  kafka::EventPtr ev(rd_kafka_queue_poll(
+      queue.get(), kafka::ToMillis(timeout + absl::Seconds(1))));
+  if (!ev) return RD_KAFKA_RESP_ERR__TIMED_OUT;
+  if (rd_kafka_resp_err_t err = rd_kafka_event_error(ev.get())) return err;
+  size_t n = 0;
+  const rd_kafka_group_result_t** groups =
+      rd_kafka_ListConsumerGroupOffsets_result_groups(
+          rd_kafka_event_ListConsumerGroupOffsets_result(ev.get()), &n);
+  for (size_t i = 0; i < n; ++i) {
+    if (const rd_kafka_error_t* e = rd_kafka_group_result_error(groups[i])) {
+      return rd_kafka_error_code(e);
+    }
+    const rd_kafka_topic_partition_list_t* parts =
+        rd_kafka_group_result_partitions(groups[i]);
+    for (int j = 0; parts != nullptr && j < parts->cnt; ++j) {
+      if (parts->elems[j].err) return parts->elems[j].err;
+    }
+  }
+  return RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
+}  // namespace
+
+absl::Status JobConsumers::CheckGroupAccess(absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  for (Lane lane : kAllLanes) {
+    kafka::PartitionListPtr probe(rd_kafka_topic_partition_list_new(1));
+    for (Priority p : kAllPriorities) {
+      if (LaneOf(p) != lane) continue;
+      rd_kafka_topic_partition_list_add(probe.get(), topics_[p].c_str(), 0);
+      break;
+    }
+    const std::string group = config_.GroupIdFor(processor_) +
+                              (lane == Lane::kRealtime ? ".realtime" : "");
+    const rd_kafka_resp_err_t err = FetchCommitted(
+        consumers_[lane].get(), group, probe.get(),
+        std::max(deadline - absl::Now(), absl::Milliseconds(100)));
+    if (err == RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED ||
+        err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED) {
+      return kafka::ToStatus(
+          err, StrCat("processor ", processor_, " may not consume topic ",
+                      probe->elems[0].topic, " in consumer group ", group,
+                      " (its principal needs READ on the group and READ on "
+                      "the job topics)"));
+    }
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      log::Debug("processor", "group access check for ", processor_, ": ",
+                 rd_kafka_err2str(err));
+    }
   }
   return absl::OkStatus();
 }

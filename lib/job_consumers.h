@@ -55,6 +55,12 @@ class JobConsumers {
   // Creates both consumers and subscribes them.
   absl::Status Start(int wakeup_fd);
 
+  // Asks each group's coordinator for a committed offset, which needs the
+  // rights a consumer needs on its group. PermissionDenied naming the group
+  // when a broker refuses; a coordinator that does not answer within
+  // `timeout` is not an error (the consumers keep trying).
+  absl::Status CheckGroupAccess(absl::Duration timeout);
+
   // Rebalances, consumer errors and stray messages.
   void PollEvents();
 

@@ -16,6 +16,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
+#include "connect_failures.h"
 #include "log.h"
 #include "secrets.h"
 
@@ -185,6 +186,7 @@ void RdkafkaLog(const rd_kafka_t* rk, int level, const char* facility,
                        : level == 4 ? log::Level::kWarning
                        : level <= 6 ? log::Level::kInfo
                                     : log::Level::kDebug;
+  NoteConnectFailure(rd_kafka_name(rk), facility, text);
   if (!log::Enabled(l)) return;
   log::Emit(l, "librdkafka", text,
             {{"facility", facility}, {"client", rd_kafka_name(rk)}});
@@ -199,6 +201,21 @@ void QuickFetchOnEmbedded(const Config& config, rd_kafka_conf_t* conf) {
   }
   char err[512];
   rd_kafka_conf_set(conf, "fetch.wait.max.ms", "1", err, sizeof err);
+}
+
+absl::Status SetStaticMembership(const Config& config, rd_kafka_conf_t* conf) {
+  if (config.processor_instance.empty() ||
+      UserSets(config, Role::kConsumer, "group.instance.id")) {
+    return absl::OkStatus();
+  }
+  char err[512];
+  if (rd_kafka_conf_set(conf, "group.instance.id",
+                        config.processor_instance.c_str(), err,
+                        sizeof err) != RD_KAFKA_CONF_OK) {
+    return absl::InvalidArgumentError(StrCat(
+        "processor_instance '", config.processor_instance, "': ", err));
+  }
+  return absl::OkStatus();
 }
 
 bool UserSets(const Config& config, Role role, const std::string& property) {
@@ -258,15 +275,40 @@ absl::StatusOr<KafkaPtr> MakeHandle(rd_kafka_type_t type, ConfPtr conf) {
 
 namespace {
 
+// How often a wait for metadata checks for a refused TLS handshake or
+// SASL login, which librdkafka would retry until the wait's end.
+constexpr absl::Duration kConnectFailureCheck = absl::Milliseconds(500);
+
+// The cluster's metadata within `timeout`; a connect failure (see
+// connect_failures.h) ends the wait at once.
+absl::StatusOr<MetadataPtr> ReadMetadata(rd_kafka_t* rk, const Config& config,
+                                         absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  TakeConnectFailure(rd_kafka_name(rk));  // Only failures from now on count.
+  while (true) {
+    const absl::Duration slice =
+        std::max(std::min(deadline - absl::Now(), kConnectFailureCheck),
+                 absl::Milliseconds(1));
+    const rd_kafka_metadata_t* md = nullptr;
+    rd_kafka_resp_err_t err =
+        rd_kafka_metadata(rk, 1, nullptr, &md, ToMillis(slice));
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return MetadataPtr(md);
+    if (auto failure = TakeConnectFailure(rd_kafka_name(rk))) {
+      return ConnectFailureStatus(config, *failure, rd_kafka_version());
+    }
+    if (err != RD_KAFKA_RESP_ERR__TIMED_OUT || absl::Now() >= deadline) {
+      return ToStatus(err, "reading cluster metadata");
+    }
+  }
+}
+
 // Topics from `wanted` that the cluster lists, with partition counts.
 absl::StatusOr<std::map<std::string, int>> ListTopics(
-    rd_kafka_t* rk, const std::vector<std::string>& wanted,
+    rd_kafka_t* rk, const Config& config, const std::vector<std::string>& wanted,
     absl::Duration timeout) {
-  const rd_kafka_metadata_t* md = nullptr;
-  rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 1, nullptr, &md,
-                                              ToMillis(timeout));
-  if (err) return ToStatus(err, "reading cluster metadata");
-  MetadataPtr owner(md);
+  auto owner = ReadMetadata(rk, config, timeout);
+  if (!owner.ok()) return owner.status();
+  const rd_kafka_metadata_t* md = owner->get();
   std::map<std::string, int> found;
   for (int i = 0; i < md->topic_cnt; ++i) {
     const auto& t = md->topics[i];
@@ -364,7 +406,7 @@ absl::Status EnsureTopics(rd_kafka_t* rk, const Config& config,
   const absl::Time deadline = absl::Now() + timeout;
   std::set<std::string> unique(topics.begin(), topics.end());
   std::vector<std::string> wanted(unique.begin(), unique.end());
-  auto found = ListTopics(rk, wanted, timeout);
+  auto found = ListTopics(rk, config, wanted, timeout);
   if (!found.ok()) return found.status();
   std::vector<std::string> missing;
   for (const auto& t : wanted) {
@@ -389,7 +431,7 @@ absl::Status EnsureTopics(rd_kafka_t* rk, const Config& config,
   // Wait until the new topics show in metadata, so that producers and
   // consumers started next see their partitions.
   while (true) {
-    auto now_found = ListTopics(rk, missing, absl::Seconds(2));
+    auto now_found = ListTopics(rk, config, missing, absl::Seconds(2));
     if (now_found.ok() && now_found->size() == missing.size()) {
       return absl::OkStatus();
     }
@@ -424,9 +466,10 @@ void DestroyWithin(KafkaPtr rk, int flags, absl::Time deadline) {
   destroyer.detach();
 }
 
-absl::StatusOr<int> PartitionCount(rd_kafka_t* rk, const std::string& topic,
+absl::StatusOr<int> PartitionCount(rd_kafka_t* rk, const Config& config,
+                                   const std::string& topic,
                                    absl::Duration timeout) {
-  auto found = ListTopics(rk, {topic}, timeout);
+  auto found = ListTopics(rk, config, {topic}, timeout);
   if (!found.ok()) return found.status();
   auto it = found->find(topic);
   if (it == found->end()) {

@@ -86,18 +86,26 @@ bool UserSets(const Config& config, Role role, const std::string& property);
 // saves idle fetches.
 void QuickFetchOnEmbedded(const Config& config, rd_kafka_conf_t* conf);
 
+// For a processor's consumer: group.instance.id = config.processor_instance
+// (static membership) when that is set and the user did not set the
+// property.
+absl::Status SetStaticMembership(const Config& config, rd_kafka_conf_t* conf);
+
 // Creates a handle, taking ownership of `conf`.
 absl::StatusOr<KafkaPtr> MakeHandle(rd_kafka_type_t type, ConfPtr conf);
 
 // Makes sure `topics` exist. With config.create_topics, missing ones are
 // created (config.topic_partitions, config.replication_factor); otherwise a
 // missing topic is FailedPrecondition naming it and saying how to create it.
+// A broker refusing the TLS handshake or the SASL login ends the wait at
+// once with Unauthenticated naming the cause (connect_failures.h).
 absl::Status EnsureTopics(rd_kafka_t* rk, const Config& config,
                           const std::vector<std::string>& topics,
                           absl::Duration timeout);
 
 // Partitions of `topic`, from the cluster's metadata.
-absl::StatusOr<int> PartitionCount(rd_kafka_t* rk, const std::string& topic,
+absl::StatusOr<int> PartitionCount(rd_kafka_t* rk, const Config& config,
+                                   const std::string& topic,
                                    absl::Duration timeout);
 
 // Destroys `rk` (rd_kafka_destroy_flags with `flags`), waiting at most until

@@ -43,6 +43,9 @@ absl::Status ProcessorCore::Start() {
     return s;
   }
   if (auto s = consumers_.Start(wakeup_.write_fd()); !s.ok()) return s;
+  if (auto s = consumers_.CheckGroupAccess(absl::Seconds(5)); !s.ok()) {
+    return s;
+  }
   if (auto s = delay_line_.Start(wakeup_.write_fd()); !s.ok()) return s;
   poller_ = std::thread([this] { PollerLoop(); });
   log::Info("processor", "processor ", name_, " consuming ", topics_[Priority::kRealtime],

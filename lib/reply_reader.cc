@@ -22,7 +22,7 @@ absl::Status ReplyReader::PickPartitions(rd_kafka_t* client) {
       !s.ok()) {
     return s;
   }
-  auto count = kafka::PartitionCount(client, topic_, absl::Seconds(10));
+  auto count = kafka::PartitionCount(client, config_, topic_, absl::Seconds(10));
   if (!count.ok()) return count.status();
   if (config_.reply_partition >= *count) {
     return absl::InvalidArgumentError(

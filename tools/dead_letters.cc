@@ -221,7 +221,7 @@ int RunDeadLetters(const Config& config, const GlobalOptions& global,
     std::cerr << "batchbus dead-letters: " << rk.status().message() << "\n";
     return ExitFor(rk.status());
   }
-  auto partitions = kafka::PartitionCount(rk->get(), topic, kAdminTimeout);
+  auto partitions = kafka::PartitionCount(rk->get(), config, topic, kAdminTimeout);
   if (!partitions.ok()) {
     std::cerr << "batchbus dead-letters: " << partitions.status().message()
               << "\n";

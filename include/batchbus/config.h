@@ -114,6 +114,13 @@ struct Config {
   // "{namespace}.{processor}". The realtime topic is read in
   // "<group_id>.realtime".
   std::string group_id;
+  // A stable name for this processor instance, unique among the instances
+  // of one processor (e.g. a StatefulSet pod's name). Set, it is the
+  // group.instance.id of the processor's consumers (static membership): a
+  // restarted instance takes its partitions back at once, without a
+  // rebalance, and a stopped one keeps them until session.timeout.ms
+  // passes. Empty (default): dynamic membership. See docs/operations.md.
+  std::string processor_instance;
   // Decoded jobs kept ready per normal/slow priority (bounded prefetch).
   size_t prefetch_jobs = 1000;
   // librdkafka's per-partition fetch buffer (queued.max.messages.kbytes).

@@ -98,7 +98,7 @@ class TopicsTest : public ::testing::Test {
     auto rk = kafka::MakeHandle(RD_KAFKA_PRODUCER, std::move(*conf));
     EXPECT_TRUE(rk.ok()) << rk.status();
     if (!rk.ok()) return -2;
-    auto n = kafka::PartitionCount(rk->get(), topic, absl::Seconds(10));
+    auto n = kafka::PartitionCount(rk->get(), config_, topic, absl::Seconds(10));
     if (absl::IsNotFound(n.status())) return -1;
     EXPECT_TRUE(n.ok()) << n.status();
     return n.ok() ? *n : -2;
