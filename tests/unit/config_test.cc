@@ -489,6 +489,7 @@ TEST_F(ConfigTest, ValidateCatchesEachRule) {
       {"normal.topic", "{namespace}.{processor}.slow", "same topic"},
       {"reply_topic", "{namespace}.{processor}.replies", "'reply_topic'"},
       {"dead_letter_topic", "dead letters", "'dead_letter_topic'"},
+      {"processor_instance", "pod 0", "'processor_instance'"},
   };
   for (const Case& tc : cases) {
     Config c;

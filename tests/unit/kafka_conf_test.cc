@@ -45,6 +45,26 @@ TEST(KafkaConfTest, ScopedPropertiesReachOnlyTheirRole) {
   EXPECT_EQ(Get(consumer->get(), "compression.codec"), "none");
 }
 
+TEST(KafkaConfTest, ProcessorInstanceIsTheGroupInstanceIdUnlessTheUserSetsOne) {
+  Config c = TestConfig();
+  auto dynamic = kafka::MakeConf(c, kafka::Role::kConsumer, {});
+  ASSERT_TRUE(dynamic.ok()) << dynamic.status();
+  ASSERT_TRUE(kafka::SetStaticMembership(c, dynamic->get()).ok());
+  EXPECT_EQ(Get(dynamic->get(), "group.instance.id"), "<unknown property>");  // unset
+
+  ASSERT_TRUE(c.Set("processor_instance", "worker-3").ok());
+  auto fixed = kafka::MakeConf(c, kafka::Role::kConsumer, {});
+  ASSERT_TRUE(fixed.ok()) << fixed.status();
+  ASSERT_TRUE(kafka::SetStaticMembership(c, fixed->get()).ok());
+  EXPECT_EQ(Get(fixed->get(), "group.instance.id"), "worker-3");
+
+  ASSERT_TRUE(c.Set("kafka.consumer.group.instance.id", "own-id").ok());
+  auto own = kafka::MakeConf(c, kafka::Role::kConsumer, {});
+  ASSERT_TRUE(own.ok()) << own.status();
+  ASSERT_TRUE(kafka::SetStaticMembership(c, own->get()).ok());
+  EXPECT_EQ(Get(own->get(), "group.instance.id"), "own-id");
+}
+
 TEST(KafkaConfTest, ScopedBeatsSharedAndBothBeatLibraryDefaults) {
   Config c = TestConfig();
   ASSERT_TRUE(c.Set("kafka.producer.linger.ms", "9").ok());
