@@ -520,7 +520,9 @@ TEST_F(ReplicatedClusterTest, QuorumLostFailsBatchesAndWorkResumes) {
   std::printf("[fault report] quorum lost: %zu of %d jobs BATCH_FAILED: %s\n",
               failed, kJobs, error.c_str());
   EXPECT_EQ(failed, static_cast<size_t>(kJobs));
-  EXPECT_NE(error.find("batch"), std::string::npos) << error;
+  EXPECT_NE(error.find("could not deliver the batch"), std::string::npos)
+      << error;
+  EXPECT_NE(error.find("min.insync.replicas"), std::string::npos) << error;
   const absl::Time close_start = absl::Now();
   (void)closer->Close(config_.close_timeout);
   EXPECT_LT(absl::Now() - close_start, config_.close_timeout + absl::Seconds(3));

@@ -49,6 +49,29 @@ TEST_F(FaultTest, UndeliverableBatchFailsItsJobsWithClearStatus) {
   }
 }
 
+// With librdkafka's message timeout left to batchbus, delivery gives up
+// before the batch timeout, so the jobs' error names the cause.
+TEST_F(FaultTest, BatchThatNoBrokerAcknowledgesFailsNamingTheCause) {
+  config_.For(Priority::kRealtime).batch_timeout = absl::Seconds(4);
+  auto submitter = NewSubmitter();
+  rd_kafka_mock_broker_set_down(mock(), 1);
+  Collector results;
+  const absl::Time start = absl::Now();
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(
+        submitter->Submit(MakeJob("app", Priority::kRealtime), results.Callback())
+            .ok());
+  }
+  ASSERT_TRUE(results.WaitFor(5, absl::Seconds(10)));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+  EXPECT_EQ(results.Count(JobStatus::kBatchFailed), 5u);
+  for (const JobResult& r : results.All()) {
+    EXPECT_NE(r.error.find("could not deliver the batch"), std::string::npos)
+        << r.error;
+    EXPECT_NE(r.error.find("min.insync.replicas"), std::string::npos) << r.error;
+  }
+}
+
 TEST_F(FaultTest, CloseIsBoundedWithTheBrokerGone) {
   auto processor = Processor::Create(config_, "app");
   ASSERT_TRUE(processor.ok());
