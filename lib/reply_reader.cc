@@ -22,7 +22,16 @@ absl::Status ReplyReader::PickPartitions(rd_kafka_t* client) {
       !s.ok()) {
     return s;
   }
+  // On a cluster of several brokers, the one asked next may not know a topic
+  // that was just created yet: it exists, so wait for it to show.
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
   auto count = kafka::PartitionCount(client, config_, topic_, absl::Seconds(10));
+  while (absl::IsNotFound(count.status()) && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(100));
+    count = kafka::PartitionCount(client, config_, topic_,
+                                  std::max(deadline - absl::Now(),
+                                           absl::Milliseconds(100)));
+  }
   if (!count.ok()) return count.status();
   if (config_.reply_partition >= *count) {
     return absl::InvalidArgumentError(

@@ -427,6 +427,72 @@ TEST_F(ReplicatedClusterTest, LeaderKilledLosesNothing) {
       << o.first_failure;
 }
 
+// A processor process dies while a broker is down: its partitions go to
+// the other processor once the group has a coordinator again and the dead
+// member's session expires, and the other processor processes the dead
+// one's uncommitted batches.
+TEST_F(ReplicatedClusterTest, ProcessorKilledDuringLeaderElectionIsTakenOver) {
+  NodesBack back;
+  ASSERT_FALSE(EchoProcessorPath().empty())
+      << "BATCHBUS_ECHO_PROCESSOR is not set (tests/CMakeLists.txt passes it)";
+  // Long enough that only a lost job, not a slow takeover, can fail one.
+  for (Priority p : kAllPriorities) {
+    config_.For(p).batch_timeout = absl::Seconds(120);
+  }
+  auto echo = [&](const std::string& name) {
+    const std::string log_path = TempLogPath("cluster-" + name);
+    unlink(log_path.c_str());
+    return ChildProcess::Spawn(
+        {EchoProcessorPath(), "--brokers", config_.brokers, "--namespace",
+         config_.ns, "--processor", kProcessor, "--set",
+         "replication_factor=3", "--set", "min_insync_replicas=2"},
+        {}, log_path);
+  };
+  submitter_ = NewSubmitter();
+  ASSERT_TRUE(submitter_);
+  auto doomed = echo("doomed");
+  auto survivor = echo("survivor");
+  ASSERT_TRUE(doomed && survivor);
+  constexpr size_t kJobs = 90'000;
+  stream_ = std::make_unique<Stream>(*submitter_, kProcessor, kJobs, 2, 3000);
+  Stream& stream = *stream_;
+  ASSERT_TRUE(Eventually([&] { return stream.finished() >= 15'000; },
+                         absl::Seconds(120)))
+      << "the stream did not get going: " << stream.finished() << " ended\n"
+      << Tail(ReadFile(doomed->log_path()), 20);
+  const int victim = BusiestLeader(config_.ns);
+  const absl::Time kill_at = absl::Now();
+  Fault("kill", victim);
+  absl::SleepFor(absl::Milliseconds(500));  // Leaders are being elected.
+  ASSERT_TRUE(doomed->Signal(SIGKILL));
+  ASSERT_TRUE(doomed->Wait(absl::Seconds(10)).has_value());
+  std::printf("[fault] SIGKILL of a processor process 0.5 s after the node\n");
+  absl::SleepFor(absl::Seconds(3));
+  Fault("start-node", victim);
+  stream.Join();
+  ASSERT_TRUE(stream.WaitAll(absl::Seconds(180)))
+      << stream.finished() << " of " << stream.Accepted() << " ended\n"
+      << Tail(ReadFile(survivor->log_path()), 20);
+  EXPECT_TRUE(survivor->running()) << Tail(ReadFile(survivor->log_path()), 20);
+  Outcome o = Tally(stream);
+  // The handlers ran in the children: what ran twice comes back to the
+  // submitter as late results.
+  o.duplicates = submitter_->GetStats().late_results;
+  Report("processor killed during leader election", o,
+         "SIGKILL of the busiest leader, then of one of two processor "
+         "processes; the node restarted 3 s later",
+         RecoverySeconds(stream, kill_at),
+         SpikeMs(stream, kill_at, kill_at + absl::Seconds(10)));
+  EXPECT_EQ(o.jobs, kJobs) << stream.first_refusal();
+  EXPECT_EQ(o.lost, 0u) << "jobs accepted by Submit that never ended";
+  EXPECT_EQ(o.twice, 0u) << "jobs that ended more than once at the submitter";
+  EXPECT_EQ(o.ok, o.jobs) << o.first_failure;
+  EXPECT_EQ(o.batch_failed, 0u) << o.first_failure;
+  EXPECT_EQ(o.other, 0u) << o.first_failure;
+  ASSERT_TRUE(survivor->Signal(SIGTERM));
+  EXPECT_TRUE(survivor->Wait(absl::Seconds(30)).has_value());
+}
+
 TEST_F(ReplicatedClusterTest, FrozenBrokerHangsNothing) {
   NodesBack back;
   constexpr absl::Duration kFrozen = absl::Seconds(20);
