@@ -10,6 +10,7 @@
 #define BATCHBUS_LIB_BATCHER_H_
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -33,6 +34,9 @@ struct BatchMessage {
   Priority priority = Priority::kNormal;
   std::string topic;
   std::string payload;
+  // Set once a broker acknowledged the message; the ledger reads it when
+  // the batch times out, to say where the batch got to.
+  std::shared_ptr<std::atomic<bool>> acknowledged;
 };
 
 struct SealedBatch {

@@ -7,7 +7,8 @@
 namespace batchbus {
 
 void JobLedger::Track(uint64_t seq, std::string topic,
-                      std::vector<PendingJob> jobs, absl::Time now) {
+                      std::vector<PendingJob> jobs, absl::Time now,
+                      std::shared_ptr<const std::atomic<bool>> acknowledged) {
   if (jobs.empty()) return;
   const Priority priority = PriorityOfBatchSeq(seq);
   Batch& batch = batches_[seq];
@@ -15,6 +16,7 @@ void JobLedger::Track(uint64_t seq, std::string topic,
   batch.unended = jobs.size();
   batch.jobs = std::move(jobs);
   batch.sent = now;
+  batch.acknowledged = std::move(acknowledged);
   timers_[priority].emplace_back(now + timeouts_[priority], seq);
 }
 
@@ -106,9 +108,20 @@ void JobLedger::FailBatch(uint64_t seq, std::string_view why, Outcome& out) {
 }
 
 std::string JobLedger::TimeoutReason(uint64_t seq, const Batch& batch) const {
-  return StrCat("no result within the batch timeout of ",
-                absl::FormatDuration(timeouts_[PriorityOfBatchSeq(seq)]),
-                " (batch ", seq, " on ", batch.topic, ")");
+  std::string why =
+      StrCat("no result within the batch timeout of ",
+             absl::FormatDuration(timeouts_[PriorityOfBatchSeq(seq)]),
+             " (batch ", seq, " on ", batch.topic, ")");
+  if (batch.acknowledged == nullptr) return why;
+  if (batch.acknowledged->load(std::memory_order_acquire)) {
+    return StrCat(why, "; Kafka had the batch, but no processor answered in "
+                       "time (none running, too busy, or its partitions "
+                       "moving between processors)");
+  }
+  return StrCat(why, "; no broker acknowledged the batch, so no processor "
+                     "saw it (its partition had no leader, fewer replicas in "
+                     "sync than the topic's min.insync.replicas, or the "
+                     "cluster was unreachable)");
 }
 
 absl::Time JobLedger::Expire(absl::Time now, Outcome& out) {

@@ -14,8 +14,10 @@
 #ifndef BATCHBUS_LIB_JOB_LEDGER_H_
 #define BATCHBUS_LIB_JOB_LEDGER_H_
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -60,8 +62,11 @@ class JobLedger {
       : timeouts_(timeouts), all_events_(all_events) {}
 
   // Takes the jobs of sealed batch `seq`, sent to `topic` (for messages).
+  // `acknowledged`, when given, is set once a broker has the batch: a
+  // timeout's reason then says whether it got that far.
   void Track(uint64_t seq, std::string topic, std::vector<PendingJob> jobs,
-             absl::Time now);
+             absl::Time now,
+             std::shared_ptr<const std::atomic<bool>> acknowledged = nullptr);
 
   // Matches a result message's answers. An answer ends its job unless the
   // job already ended, is unknown, or its id does not match (seq, index):
@@ -88,6 +93,7 @@ class JobLedger {
     std::vector<PendingJob> jobs;
     size_t unended = 0;
     absl::Time sent;
+    std::shared_ptr<const std::atomic<bool>> acknowledged;
   };
   using Batches = absl::flat_hash_map<uint64_t, Batch>;
 

@@ -61,25 +61,9 @@ std::string Publisher::Produce(std::unique_ptr<BatchMessage> msg) {
   return StrCat("could not publish the batch to ", msg->topic, ": ", error);
 }
 
-namespace {
-
-// How long librdkafka may try to deliver a batch of a priority whose batch
-// timeout is `batch_timeout`: a little less, so that an undeliverable batch
-// ends with its delivery error rather than a plain timeout. librdkafka
-// checks for expired messages about once a second, hence at least 2 s
-// less (but at most half).
-absl::Duration DeliveryTimeout(absl::Duration batch_timeout) {
-  const absl::Duration margin =
-      std::min(std::max(batch_timeout / 10, absl::Seconds(2)),
-               batch_timeout / 2);
-  return batch_timeout - margin;
-}
-
-}  // namespace
-
-// A topic handle whose message.timeout.ms is DeliveryTimeout (unless the
-// user set message.timeout.ms): a batch that librdkafka cannot deliver in
-// that time fails with the reason instead of a plain timeout.
+// A topic handle whose message.timeout.ms is the priority's batch timeout
+// (unless the user set message.timeout.ms): librdkafka keeps retrying a
+// batch for as long as its jobs may wait, and no longer.
 rd_kafka_topic_t* Publisher::TopicHandle(const BatchMessage& msg,
                                          std::string& error) {
   const Lane lane = LaneOf(msg.priority);
@@ -94,8 +78,8 @@ rd_kafka_topic_t* Publisher::TopicHandle(const BatchMessage& msg,
   // topic-level kafka.* properties.
   rd_kafka_topic_conf_t* conf = rd_kafka_default_topic_conf_dup(producer);
   if (!kafka::UserSets(config_, kafka::Role::kProducer, "message.timeout.ms")) {
-    const std::string ms = std::to_string(kafka::ToMillis(
-        DeliveryTimeout(config_.For(msg.priority).batch_timeout)));
+    const std::string ms = std::to_string(
+        kafka::ToMillis(config_.For(msg.priority).batch_timeout));
     char err[256];
     if (rd_kafka_topic_conf_set(conf, "message.timeout.ms", ms.c_str(), err,
                                 sizeof err) != RD_KAFKA_CONF_OK) {
@@ -125,6 +109,9 @@ void Publisher::Poll() {
 void Publisher::OnDelivery(rd_kafka_message_t* msg) {
   std::unique_ptr<BatchMessage> sent(static_cast<BatchMessage*>(msg->_private));
   if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    if (sent->acknowledged) {
+      sent->acknowledged->store(true, std::memory_order_release);
+    }
     counters_.batches_sent.Add();
     return;
   }

@@ -186,8 +186,9 @@ absl::Status Submitter::Impl::Submit(Job& job, ResultSink sink) {
 void Submitter::Impl::Seal(std::vector<SealedBatch>& sealed, Messages& out,
                            absl::Time now) {
   for (SealedBatch& batch : sealed) {
+    batch.message->acknowledged = std::make_shared<std::atomic<bool>>(false);
     ledger.Track(batch.message->seq, batch.message->topic,
-                 std::move(batch.jobs), now);
+                 std::move(batch.jobs), now, batch.message->acknowledged);
     out.push_back(std::move(batch.message));
   }
   sealed.clear();

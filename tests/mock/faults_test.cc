@@ -49,8 +49,9 @@ TEST_F(FaultTest, UndeliverableBatchFailsItsJobsWithClearStatus) {
   }
 }
 
-// With librdkafka's message timeout left to batchbus, delivery gives up
-// before the batch timeout, so the jobs' error names the cause.
+// A batch that never reached a broker: the jobs' error says so, whether
+// the batch timeout or librdkafka's delivery timeout (the same length)
+// ends it first.
 TEST_F(FaultTest, BatchThatNoBrokerAcknowledgesFailsNamingTheCause) {
   config_.For(Priority::kRealtime).batch_timeout = absl::Seconds(4);
   auto submitter = NewSubmitter();
@@ -63,10 +64,10 @@ TEST_F(FaultTest, BatchThatNoBrokerAcknowledgesFailsNamingTheCause) {
             .ok());
   }
   ASSERT_TRUE(results.WaitFor(5, absl::Seconds(10)));
-  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(6));
   EXPECT_EQ(results.Count(JobStatus::kBatchFailed), 5u);
   for (const JobResult& r : results.All()) {
-    EXPECT_NE(r.error.find("could not deliver the batch"), std::string::npos)
+    EXPECT_NE(r.error.find("no broker acknowledged"), std::string::npos)
         << r.error;
     EXPECT_NE(r.error.find("min.insync.replicas"), std::string::npos) << r.error;
   }

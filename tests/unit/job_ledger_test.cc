@@ -2,6 +2,8 @@
 // the timeout, classifies a second answer as late, and ends every job once.
 #include "job_ledger.h"
 
+#include <atomic>
+#include <memory>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -67,6 +69,29 @@ TEST(JobLedger, FailsExactlyTheUnansweredJobsAtTheTimeout) {
   EXPECT_EQ(expired.jobs_freed, 2u);
   EXPECT_EQ(expired.bytes_freed, 20u);
   EXPECT_EQ(ledger.batches(), 0u);
+}
+
+TEST(JobLedger, ATimeoutSaysWhetherABrokerHadTheBatch) {
+  JobLedger ledger(Timeouts());
+  auto unacked = std::make_shared<std::atomic<bool>>(false);
+  auto acked = std::make_shared<std::atomic<bool>>(false);
+  const uint64_t other = MakeBatchSeq(3, Priority::kNormal);
+  ledger.Track(kNormalSeq, "t", Jobs(1, 1), kT0, unacked);
+  ledger.Track(other, "t", Jobs(3, 1), kT0, acked);
+  acked->store(true);
+  Outcome expired;
+  ledger.Expire(kT0 + absl::Seconds(10), expired);
+  ASSERT_EQ(expired.completions.size(), 2u);
+  for (const Completion& c : expired.completions) {
+    const bool had_it = c.result.job_id == JobId(3, 1);
+    EXPECT_NE(c.result.error.find("batch timeout"), std::string::npos);
+    EXPECT_EQ(c.result.error.find("no broker acknowledged") != std::string::npos,
+              !had_it)
+        << c.result.error;
+    EXPECT_EQ(c.result.error.find("no processor answered") != std::string::npos,
+              had_it)
+        << c.result.error;
+  }
 }
 
 TEST(JobLedger, ClassifiesASecondAnswerAsLate) {
