@@ -160,14 +160,7 @@ TEST_F(CrashTest, KilledProcessorLosesNothingAndDuplicatesStayBounded) {
     stream_end = absl::Now();
   });
   // On a failed assertion below, stop the stream before leaving.
-  struct JoinStream {
-    std::atomic<bool>& stop;
-    std::thread& thread;
-    ~JoinStream() {
-      stop = true;
-      if (thread.joinable()) thread.join();
-    }
-  } join_stream{stop_stream, stream};
+  StopAndJoin join_stream(stop_stream, stream);
 
   // Kill and restart the child at the thresholds.
   std::vector<double> takeover_s;

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -19,6 +20,7 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/time/clock.h"
@@ -163,6 +165,22 @@ class ChildProcess {
   pid_t pid_ = -1;
   std::string log_path_;
   std::optional<int> status_;
+};
+
+// Sets `stop` and joins `thread` when it goes out of scope, also when a
+// failed assertion leaves the test early.
+class StopAndJoin {
+ public:
+  StopAndJoin(std::atomic<bool>& stop, std::thread& thread)
+      : stop_(stop), thread_(thread) {}
+  ~StopAndJoin() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  std::atomic<bool>& stop_;
+  std::thread& thread_;
 };
 
 inline std::string DescribeWaitStatus(int status) {

@@ -87,14 +87,7 @@ class TakeoverTest : public ClusterTest {
         absl::SleepFor(next - absl::Now());
       }
     });
-    struct JoinStream {
-      std::atomic<bool>& stop;
-      std::thread& thread;
-      ~JoinStream() {
-        stop = true;
-        if (thread.joinable()) thread.join();
-      }
-    } join_stream{stop, stream};
+    StopAndJoin join_stream(stop, stream);
 
     ASSERT_TRUE(Eventually([&] { return results.load() >= 2'000; },
                            absl::Seconds(60)))
