@@ -16,6 +16,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -273,10 +274,15 @@ class ClusterTest : public ::testing::Test {
   }
   void TearDown() override { mock_.reset(); }
 
+  // A submitter on `config`. When Create fails, the test fails with its
+  // status (an exception that GoogleTest reports), never with a null one.
   std::unique_ptr<Submitter> NewSubmitter(const Config& config) {
     auto s = Submitter::Create(config);
-    EXPECT_TRUE(s.ok()) << s.status();
-    return s.ok() ? std::move(*s) : nullptr;
+    if (!s.ok()) {
+      throw std::runtime_error("Submitter::Create failed: " +
+                               s.status().ToString());
+    }
+    return std::move(*s);
   }
   std::unique_ptr<Submitter> NewSubmitter() { return NewSubmitter(config_); }
 
