@@ -1,6 +1,9 @@
 #include "kafka.h"
 
 #include <librdkafka/rdkafka_mock.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <map>
@@ -135,6 +138,48 @@ void UnregisterMockCluster(rd_kafka_mock_cluster_t* cluster) {
   MockClusters& m = Mocks();
   std::lock_guard<std::mutex> lock(m.mu);
   m.by_bootstrap.erase(rd_kafka_mock_cluster_bootstraps(cluster));
+}
+
+namespace {
+
+// Opens and at once closes a connection to the mock cluster's first broker:
+// its thread wakes up to accept it, and serves the commands waiting for it.
+void KnockOnMock(int port) {
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  (void)connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr);
+  close(fd);
+}
+
+}  // namespace
+
+absl::Status RunMockCommand(rd_kafka_mock_cluster_t* mock,
+                            absl::FunctionRef<absl::Status()> command) {
+  // The mock cluster's thread sleeps in poll() for up to 1 s between its
+  // timers, and librdkafka 2.0 sometimes does not wake it for a queued
+  // command: then each rd_kafka_mock_*() call takes a whole second (about
+  // one call in four on a fresh cluster). A connection to one of its
+  // brokers wakes it as well, so while the command waits, knock every 2 ms.
+  int port = 0;
+  const std::string_view bootstraps = rd_kafka_mock_cluster_bootstraps(mock);
+  const size_t colon = bootstraps.find(':');
+  if (colon != std::string_view::npos) {
+    const std::string_view rest = bootstraps.substr(colon + 1);
+    (void)absl::SimpleAtoi(std::string(rest.substr(0, rest.find(','))), &port);
+  }
+  std::promise<absl::Status> done;
+  std::future<absl::Status> result = done.get_future();
+  std::thread runner([&] { done.set_value(command()); });
+  while (port > 0 && result.wait_for(std::chrono::milliseconds(2)) !=
+                         std::future_status::ready) {
+    KnockOnMock(port);
+  }
+  runner.join();
+  return result.get();
 }
 
 absl::StatusOr<std::string> ResolveBootstrap(const Config& config) {
@@ -331,16 +376,19 @@ absl::Status CreateTopics(rd_kafka_t* rk, const Config& config,
                           const std::vector<std::string>& topics,
                           absl::Duration timeout) {
   if (rd_kafka_mock_cluster_t* mock = FindMock(config)) {
-    for (const auto& t : topics) {
-      if (rd_kafka_resp_err_t e = rd_kafka_mock_topic_create(
-              mock, t.c_str(), config.topic_partitions,
-              config.replication_factor)) {
-        if (e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
-          return ToStatus(e, StrCat("creating topic ", t, " on the mock cluster"));
+    return RunMockCommand(mock, [&]() -> absl::Status {
+      for (const auto& t : topics) {
+        if (rd_kafka_resp_err_t e = rd_kafka_mock_topic_create(
+                mock, t.c_str(), config.topic_partitions,
+                config.replication_factor)) {
+          if (e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+            return ToStatus(e, StrCat("creating topic ", t,
+                                      " on the mock cluster"));
+          }
         }
       }
-    }
-    return absl::OkStatus();
+      return absl::OkStatus();
+    });
   }
   char err[512];
   std::vector<NewTopicPtr> owned;

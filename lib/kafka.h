@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -63,6 +64,12 @@ absl::StatusOr<std::string> ResolveBootstrap(const Config& config);
 // EnsureTopics creates topics on it through the mock API.
 void RegisterMockCluster(rd_kafka_mock_cluster_t* cluster);
 void UnregisterMockCluster(rd_kafka_mock_cluster_t* cluster);
+
+// Runs `command`, which calls rd_kafka_mock_*() functions on `mock`, and
+// keeps the mock cluster's thread awake until it returns (librdkafka 2.0
+// can leave such a call waiting for a second; see kafka.cc).
+absl::Status RunMockCommand(rd_kafka_mock_cluster_t* mock,
+                            absl::FunctionRef<absl::Status()> command);
 
 // Which kind of client a configuration is for. config.kafka keys that start
 // with "producer." or "consumer." apply to that kind only (prefix removed);

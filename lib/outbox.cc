@@ -12,6 +12,11 @@ absl::Status Outbox::Start(int wakeup_fd) {
     auto p = kafka::Producer::Create(config_, {}, this, wakeup_fd);
     if (!p.ok()) return p.status();
     producers_[lane] = std::move(*p);
+    // Results mostly go to the configured reply topic: knowing its leaders
+    // now saves the first result of each lane a wait for librdkafka's next
+    // metadata refresh (up to 1 s).
+    warm_topics_.emplace_back(rd_kafka_topic_new(
+        producers_[lane].get(), config_.ReplyTopic().c_str(), nullptr));
   }
   return absl::OkStatus();
 }
@@ -161,6 +166,7 @@ void Outbox::Close(absl::Time deadline) {
   for (Retry& r : waiting) {
     Report(std::move(r.msg), Failure::kClosed, "the processor closed");
   }
+  warm_topics_.clear();  // Handles go before their producers.
   for (kafka::Producer& p : producers_) p.Close(deadline, absl::ZeroDuration());
 }
 

@@ -103,6 +103,7 @@ class Outbox final : public kafka::DeliveryHandler {
   Listener* const listener_;
   const Options options_;
   PerLane<kafka::Producer> producers_;
+  std::vector<kafka::TopicPtr> warm_topics_;  // The reply topic, per lane.
   std::atomic<size_t> pending_{0};
   std::atomic<bool> closing_{false};
   std::atomic<int> sending_{0};  // Send() calls inside Produce.
