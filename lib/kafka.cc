@@ -98,6 +98,10 @@ absl::StatusOr<std::string> MockBootstrap(int brokers) {
     rd_kafka_conf_t* conf = rd_kafka_conf_new();
     rd_kafka_conf_set(conf, "client.id", "batchbus-mock-host", err, sizeof err);
     rd_kafka_conf_set(conf, "log_level", "3", err, sizeof err);
+    // The mock brokers' sockets take their options from this handle. With
+    // Nagle's algorithm on, a small response (a realtime job's produce
+    // acknowledgement) waits for the client's delayed ACK: up to 40 ms.
+    rd_kafka_conf_set(conf, "socket.nagle.disable", "true", err, sizeof err);
     rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
     if (rk == nullptr) {
       rd_kafka_conf_destroy(conf);
