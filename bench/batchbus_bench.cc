@@ -342,9 +342,8 @@ class Cluster {
       const std::string n = broker.substr(7);
       if (!n.empty()) brokers = std::max(1, std::atoi(n.c_str()));
       char err[256];
-      rd_kafka_conf_t* conf = rd_kafka_conf_new();
-      rd_kafka_conf_set(conf, "log_level", "3", err, sizeof err);
-      host_ = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+      host_ = rd_kafka_new(RD_KAFKA_PRODUCER, kafka::MockHostConf(), err,
+                           sizeof err);
       if (!host_) Die(std::string("mock host: ") + err);
       mock_ = rd_kafka_mock_cluster_new(host_, brokers);
       if (!mock_) Die("could not start the mock cluster");

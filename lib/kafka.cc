@@ -95,13 +95,8 @@ absl::StatusOr<std::string> MockBootstrap(int brokers) {
   auto it = m.clusters.find(brokers);
   if (it == m.clusters.end()) {
     char err[512];
-    rd_kafka_conf_t* conf = rd_kafka_conf_new();
+    rd_kafka_conf_t* conf = MockHostConf();
     rd_kafka_conf_set(conf, "client.id", "batchbus-mock-host", err, sizeof err);
-    rd_kafka_conf_set(conf, "log_level", "3", err, sizeof err);
-    // The mock brokers' sockets take their options from this handle. With
-    // Nagle's algorithm on, a small response (a realtime job's produce
-    // acknowledgement) waits for the client's delayed ACK: up to 40 ms.
-    rd_kafka_conf_set(conf, "socket.nagle.disable", "true", err, sizeof err);
     rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
     if (rk == nullptr) {
       rd_kafka_conf_destroy(conf);
@@ -131,6 +126,17 @@ rd_kafka_mock_cluster_t* FindMock(const Config& config) {
 }
 
 }  // namespace
+
+rd_kafka_conf_t* MockHostConf() {
+  char err[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  rd_kafka_conf_set(conf, "log_level", "3", err, sizeof err);
+  // The mock brokers' sockets take their options from the hosting handle.
+  // With Nagle's algorithm on, a small response (a realtime job's produce
+  // acknowledgement) waits for the client's delayed ACK: up to 40 ms.
+  rd_kafka_conf_set(conf, "socket.nagle.disable", "true", err, sizeof err);
+  return conf;
+}
 
 void RegisterMockCluster(rd_kafka_mock_cluster_t* cluster) {
   MockClusters& m = Mocks();

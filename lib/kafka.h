@@ -60,6 +60,11 @@ absl::Status ToStatus(rd_kafka_resp_err_t err, std::string_view context);
 // process) the embedded mock cluster and returns its address.
 absl::StatusOr<std::string> ResolveBootstrap(const Config& config);
 
+// The configuration for a handle that hosts a mock cluster
+// (rd_kafka_mock_cluster_new), as the embedded one is set up: quiet, and no
+// Nagle delays on the mock brokers' sockets. The caller owns it.
+rd_kafka_conf_t* MockHostConf();
+
 // Makes a mock cluster created elsewhere (tests, benchmarks) known, so that
 // EnsureTopics creates topics on it through the mock API.
 void RegisterMockCluster(rd_kafka_mock_cluster_t* cluster);

@@ -34,12 +34,8 @@ class MockCluster {
  public:
   explicit MockCluster(int brokers = 1) {
     char err[256];
-    rd_kafka_conf_t* conf = rd_kafka_conf_new();
-    rd_kafka_conf_set(conf, "log_level", "3", err, sizeof err);
-    // As on the product's embedded cluster (kafka.cc): no Nagle delays on
-    // the mock brokers' sockets.
-    rd_kafka_conf_set(conf, "socket.nagle.disable", "true", err, sizeof err);
-    host_ = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+    host_ = rd_kafka_new(RD_KAFKA_PRODUCER, kafka::MockHostConf(), err,
+                         sizeof err);
     cluster_ = rd_kafka_mock_cluster_new(host_, brokers);
     kafka::RegisterMockCluster(cluster_);
   }
