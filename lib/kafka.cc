@@ -250,7 +250,10 @@ void RdkafkaLog(const rd_kafka_t* rk, int level, const char* facility,
 }  // namespace
 
 void QuickFetchOnEmbedded(const Config& config, rd_kafka_conf_t* conf) {
-  if (!absl::StartsWith(config.brokers, "mock://") ||
+  // A mock cluster is "mock://", or one that a test or benchmark created
+  // and registered under its address.
+  if ((!absl::StartsWith(config.brokers, "mock://") &&
+       FindMock(config) == nullptr) ||
       UserSets(config, Role::kConsumer, "fetch.wait.max.ms")) {
     return;
   }
