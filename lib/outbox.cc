@@ -12,13 +12,14 @@ absl::Status Outbox::Start(int wakeup_fd) {
     auto p = kafka::Producer::Create(config_, {}, this, wakeup_fd);
     if (!p.ok()) return p.status();
     producers_[lane] = std::move(*p);
-    // Results mostly go to the configured reply topic: knowing its leaders
-    // now saves the first result of each lane a wait for librdkafka's next
-    // metadata refresh (up to 1 s).
-    warm_topics_.emplace_back(rd_kafka_topic_new(
-        producers_[lane].get(), config_.ReplyTopic().c_str(), nullptr));
   }
   return absl::OkStatus();
+}
+
+void Outbox::KnowTopic(const std::string& topic) {
+  for (kafka::Producer& p : producers_) {
+    warm_topics_.emplace_back(rd_kafka_topic_new(p.get(), topic.c_str(), nullptr));
+  }
 }
 
 bool Outbox::IsPermanent(rd_kafka_resp_err_t err) {

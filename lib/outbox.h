@@ -64,6 +64,11 @@ class Outbox final : public kafka::DeliveryHandler {
   ~Outbox() { Close(absl::Now()); }
 
   absl::Status Start(int wakeup_fd);
+  // Has each producer look up `topic`'s leaders now, so that the first
+  // message to it does not wait for librdkafka's next metadata refresh (up
+  // to 1 s). For a topic that exists: on a broker that auto-creates topics,
+  // the lookup would create it.
+  void KnowTopic(const std::string& topic);
   // A handle for admin calls (topic checks).
   rd_kafka_t* handle() const { return producers_[Lane::kBulk].get(); }
 
@@ -103,7 +108,7 @@ class Outbox final : public kafka::DeliveryHandler {
   Listener* const listener_;
   const Options options_;
   PerLane<kafka::Producer> producers_;
-  std::vector<kafka::TopicPtr> warm_topics_;  // The reply topic, per lane.
+  std::vector<kafka::TopicPtr> warm_topics_;  // From KnowTopic.
   std::atomic<size_t> pending_{0};
   std::atomic<bool> closing_{false};
   std::atomic<int> sending_{0};  // Send() calls inside Produce.

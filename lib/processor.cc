@@ -42,6 +42,8 @@ absl::Status ProcessorCore::Start() {
       !s.ok()) {
     return s;
   }
+  // Results mostly go to the configured reply topic.
+  outbox_.KnowTopic(config_.ReplyTopic());
   if (auto s = consumers_.Start(wakeup_.write_fd()); !s.ok()) return s;
   if (auto s = consumers_.CheckGroupAccess(absl::Seconds(5)); !s.ok()) {
     return s;
