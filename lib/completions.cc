@@ -7,9 +7,10 @@
 
 namespace batchbus {
 
-bool ResultWaiter::Deliver(const JobResult& result) {
+bool ResultWaiter::Deliver(const JobResult& result, Counter& counted) {
   MutexLock lock(&mu_);
   if (abandoned_) return false;
+  counted.Add();
   result_ = result;
   cv_.Signal();
   return true;
@@ -33,21 +34,31 @@ void CompletionDispatcher::SetLateHook(Submitter::LateResultHook hook) {
 }
 
 void CompletionDispatcher::Run(Outcome& outcome) {
-  // Counted once per run, not per job.
   if (!outcome.events.empty()) DeliverEvents(outcome.events);
-  PerStatus tally{};
-  if (!outcome.completions.empty()) RecordRoundTrips(outcome.completions);
-  for (Completion& c : outcome.completions) Deliver(c, tally, outcome.late);
-  outcome.completions.clear();
-  if (tally.ok > 0) counters_.processed_ok.Add(tally.ok);
-  if (tally.error > 0) counters_.processed_error.Add(tally.error);
-  if (tally.failed > 0) counters_.batch_failed.Add(tally.failed);
-  if (tally.expired > 0) counters_.expired.Add(tally.expired);
+  if (!outcome.completions.empty()) {
+    RecordRoundTrips(outcome.completions);
+    Count(outcome.completions, outcome.late);
+    for (Completion& c : outcome.completions) Call(c);
+    outcome.completions.clear();
+  }
   ReportLate(outcome.late);
   outcome.jobs_freed = 0;
   outcome.bytes_freed = 0;
   outcome.noted_events = 0;
   outcome.noted_completions = 0;
+}
+
+Counter& CompletionDispatcher::CounterFor(JobStatus status) {
+  switch (status) {
+    case JobStatus::kProcessedOk:
+      return counters_.processed_ok;
+    case JobStatus::kProcessedError:
+      return counters_.processed_error;
+    case JobStatus::kExpired:
+      return counters_.expired;
+    default:
+      return counters_.batch_failed;
+  }
 }
 
 void CompletionDispatcher::RecordRoundTrips(
@@ -59,31 +70,35 @@ void CompletionDispatcher::RecordRoundTrips(
   }
 }
 
-void CompletionDispatcher::Deliver(Completion& c, PerStatus& tally,
-                                   std::vector<JobResult>& late) {
-  if (c.sink.waiter) {
-    // A caller that gave up already got its BATCH_FAILED answer: this
-    // result is late, and counted only as late.
-    if (!c.sink.waiter->Deliver(c.result)) {
-      late.push_back(std::move(c.result));
-      return;
+// Waiters get their result here, counted as they take it; a waiter that
+// gave up already got its BATCH_FAILED answer, so its result is late and
+// counted only as late. Jobs with callbacks are tallied and counted once per
+// status, before any callback runs.
+void CompletionDispatcher::Count(std::vector<Completion>& completions,
+                                 std::vector<JobResult>& late) {
+  // Consecutive jobs mostly share a status: one Add per run of them.
+  Counter* run = nullptr;
+  uint64_t run_length = 0;
+  for (Completion& c : completions) {
+    if (c.sink.waiter) {
+      if (!c.sink.waiter->Deliver(c.result, CounterFor(c.result.status))) {
+        late.push_back(std::move(c.result));
+      }
+      continue;
     }
+    Counter* counter = &CounterFor(c.result.status);
+    if (counter != run) {
+      if (run != nullptr) run->Add(run_length);
+      run = counter;
+      run_length = 0;
+    }
+    ++run_length;
   }
-  switch (c.result.status) {
-    case JobStatus::kProcessedOk:
-      ++tally.ok;
-      break;
-    case JobStatus::kProcessedError:
-      ++tally.error;
-      break;
-    case JobStatus::kExpired:
-      ++tally.expired;
-      break;
-    default:
-      ++tally.failed;
-      break;
-  }
-  if (c.sink.waiter) return;
+  if (run != nullptr) run->Add(run_length);
+}
+
+void CompletionDispatcher::Call(Completion& c) {
+  if (c.sink.waiter) return;  // Delivered by Count.
   try {
     c.sink.callback(c.result);
   } catch (const std::exception& e) {
@@ -102,10 +117,12 @@ void CompletionDispatcher::Deliver(Completion& c, PerStatus& tally,
 }
 
 void CompletionDispatcher::DeliverEvents(std::vector<EventDelivery>& events) {
+  // Counted before the callbacks run, as completions are.
   uint64_t delivered = 0;
+  for (const EventDelivery& e : events) delivered += e.callback ? 1 : 0;
+  if (delivered > 0) counters_.events.Add(delivered);
   for (EventDelivery& e : events) {
     if (!e.callback) continue;  // Kept for the status book only.
-    ++delivered;
     try {
       e.callback(e.event);
     } catch (...) {
@@ -117,7 +134,6 @@ void CompletionDispatcher::DeliverEvents(std::vector<EventDelivery>& events) {
     }
   }
   events.clear();
-  if (delivered > 0) counters_.events.Add(delivered);
 }
 
 void CompletionDispatcher::ReportLate(std::vector<JobResult>& late) {

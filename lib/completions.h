@@ -30,7 +30,9 @@ namespace batchbus {
 class ResultWaiter {
  public:
   // False when the caller already gave up (the result is then late).
-  bool Deliver(const JobResult& result);
+  // Otherwise `counted` is added to before the caller wakes, so the
+  // caller's own job is in the stats it reads next.
+  bool Deliver(const JobResult& result, Counter& counted);
   // The result, or nullopt when `timeout` passed first; from then on the
   // waiter counts as abandoned.
   std::optional<JobResult> WaitFor(absl::Duration timeout);
@@ -92,21 +94,18 @@ class CompletionDispatcher {
   void SetLateHook(Submitter::LateResultHook hook);
 
   // Counts and hands out everything in `outcome`, then clears it (keeping
-  // its capacity). A callback or hook that throws is skipped, and logged at
-  // most once a second.
+  // its capacity). Every job is counted before any callback runs, so a
+  // callback that reads the stats sees its own job. A callback or hook that
+  // throws is skipped, and logged at most once a second.
   void Run(Outcome& outcome);
 
  private:
-  struct PerStatus {
-    uint64_t ok = 0;
-    uint64_t error = 0;
-    uint64_t failed = 0;
-    uint64_t expired = 0;
-  };
+  Counter& CounterFor(JobStatus status);
   void DeliverEvents(std::vector<EventDelivery>& events);
   void RecordRoundTrips(const std::vector<Completion>& completions);
-  void Deliver(Completion& completion, PerStatus& tally,
-               std::vector<JobResult>& late);
+  void Count(std::vector<Completion>& completions,
+             std::vector<JobResult>& late);
+  void Call(Completion& completion);
   void ReportLate(std::vector<JobResult>& late);
 
   SubmitterCounters& counters_;

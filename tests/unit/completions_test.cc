@@ -39,6 +39,43 @@ TEST(CompletionDispatcher, RunsEachCallbackOnceAndCountsByStatus) {
   EXPECT_EQ(counters.late_results.Get(), 0u);
 }
 
+// A caller that reads the stats from its callback, or right after its wait
+// returns, finds its own job counted (and every job of the same run).
+TEST(CompletionDispatcher, EveryJobIsCountedBeforeAnyCallbackOrWaiterSeesIt) {
+  SubmitterCounters counters;
+  CompletionDispatcher dispatcher(counters);
+  std::vector<uint64_t> failed_seen;
+  std::vector<uint64_t> events_seen;
+  auto record = [&](const JobResult&) {
+    failed_seen.push_back(counters.batch_failed.Get());
+  };
+  Outcome outcome;
+  for (int i = 0; i < 3; ++i) {
+    JobEvent event;
+    outcome.events.push_back(
+        {[&](const JobEvent&) { events_seen.push_back(counters.events.Get()); },
+         event});
+  }
+  for (uint64_t n = 1; n <= 3; ++n) {
+    outcome.completions.push_back(
+        {ResultSink{record, nullptr}, Result(JobStatus::kBatchFailed, n)});
+  }
+  auto waiter = std::make_shared<ResultWaiter>();
+  outcome.completions.push_back(
+      {ResultSink{nullptr, waiter}, Result(JobStatus::kExpired, 4)});
+  uint64_t expired_after_wait = 0;
+  std::thread waiting([&] {
+    if (waiter->WaitFor(absl::Seconds(30)).has_value()) {
+      expired_after_wait = counters.expired.Get();
+    }
+  });
+  dispatcher.Run(outcome);
+  waiting.join();
+  EXPECT_EQ(failed_seen, (std::vector<uint64_t>{3, 3, 3}));
+  EXPECT_EQ(events_seen, (std::vector<uint64_t>{3, 3, 3}));
+  EXPECT_EQ(expired_after_wait, 1u);
+}
+
 TEST(CompletionDispatcher, ACallbackThatThrowsDoesNotStopTheOthers) {
   SubmitterCounters counters;
   CompletionDispatcher dispatcher(counters);
