@@ -5,6 +5,7 @@
 // (label mock) and on the real broker (label kafka).
 #include <algorithm>
 #include <map>
+#include <string>
 
 #include "support/raw_submitter.h"
 #include "support/test_cluster.h"
@@ -32,6 +33,24 @@ class FlowControlTest : public ClusterTest {
     }
     return times;
   }
+  // The times of `times`, in ms after the first job taken, for failure
+  // messages.
+  static std::string Describe(
+      const std::map<std::string, std::vector<absl::Time>>& times) {
+    absl::Time first = absl::InfiniteFuture();
+    for (const auto& [group, ts] : times) {
+      if (!ts.empty()) first = std::min(first, ts.front());
+    }
+    std::string out;
+    for (const auto& [group, ts] : times) {
+      out += group + ":";
+      for (absl::Time t : ts) {
+        out += " " + std::to_string(absl::ToInt64Milliseconds(t - first));
+      }
+      out += " ms; ";
+    }
+    return out;
+  }
 };
 
 TEST_F(FlowControlTest, MaxRateSpreadsItsGroupAndOtherGroupsGoAtOnce) {
@@ -46,6 +65,7 @@ TEST_F(FlowControlTest, MaxRateSpreadsItsGroupAndOtherGroupsGoAtOnce) {
   }
   raw.Send(Priority::kNormal, jobs);
   auto times = TakeAll(*processor, jobs.size());
+  SCOPED_TRACE(Describe(times));
   ASSERT_EQ(times["limited"].size(), 5u);
   ASSERT_EQ(times["echo"].size(), 5u);
   // Four intervals of 200 ms between the first limited job and the last.
@@ -56,6 +76,11 @@ TEST_F(FlowControlTest, MaxRateSpreadsItsGroupAndOtherGroupsGoAtOnce) {
   EXPECT_EQ(processor->GetStats().held, 4u);
   raw.WaitFor(10, absl::Seconds(20));
   const auto results = raw.Results();
+  std::string statuses;
+  for (const auto& r : results) {
+    statuses += std::to_string(r.index) + "=" + std::string(JobStatusName(r.status)) + " ";
+  }
+  SCOPED_TRACE("results by job index: " + statuses);
   ASSERT_EQ(results.size(), 10u);
   std::vector<bool> answered(jobs.size());
   for (const auto& r : results) {
@@ -80,6 +105,7 @@ TEST_F(FlowControlTest, PausedGroupWaitsWhileOthersFlowAndLosesNothing) {
   }
   raw.Send(Priority::kNormal, jobs);
   auto times = TakeAll(*processor, jobs.size());
+  SCOPED_TRACE(Describe(times));
   ASSERT_EQ(times["echo"].size(), 3u);
   ASSERT_EQ(times["upstream-down"].size(), 3u);
   EXPECT_LT(times["echo"].back(), paused_until - absl::Milliseconds(500))
