@@ -51,7 +51,7 @@ absl::Status DelayLine::Start(int wakeup_fd) {
        {"auto.commit.interval.ms", "500"},
        {"auto.offset.reset", "earliest"},
        {"enable.partition.eof", "false"},
-       {"session.timeout.ms", "6000"},
+       {"session.timeout.ms", kafka::kGroupSessionTimeoutMs},
        {"heartbeat.interval.ms", "1000"},
        {"fetch.wait.max.ms", "50"},
        {"fetch.message.max.bytes",

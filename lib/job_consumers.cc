@@ -19,9 +19,7 @@ absl::Status JobConsumers::Start(int wakeup_fd) {
        {"auto.commit.interval.ms", "500"},
        {"auto.offset.reset", "earliest"},
        {"enable.partition.eof", "false"},
-       // The broker's default minimum: a dead member's partitions move on
-       // after this long, and so does recovery after a broker restart.
-       {"session.timeout.ms", "6000"},
+       {"session.timeout.ms", kafka::kGroupSessionTimeoutMs},
        {"heartbeat.interval.ms", "1000"},
        {"fetch.wait.max.ms", "10"},
        {"fetch.error.backoff.ms", "10"},

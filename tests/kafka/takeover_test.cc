@@ -16,8 +16,8 @@
 namespace batchbus::testing {
 namespace {
 
-// Longer than the default 6 s, so that waiting for a session stands out
-// from a restart's own cost.
+// Long enough that waiting for a session stands out from a restart's own
+// cost, and shorter than the default 15 s to keep the test short.
 constexpr int kSessionTimeoutMs = 10'000;
 constexpr size_t kMaxJobs = 200'000;
 constexpr absl::Duration kJobInterval = absl::Microseconds(500);  // ~2,000/s
