@@ -8,17 +8,80 @@
 namespace batchbus {
 
 absl::Status Outbox::Start(int wakeup_fd) {
+  wakeup_fd_ = wakeup_fd;
   for (Lane lane : kAllLanes) {
     auto p = kafka::Producer::Create(config_, {}, this, wakeup_fd);
     if (!p.ok()) return p.status();
     producers_[lane] = std::move(*p);
+    live_[lane].store(producers_[lane].get());
   }
   return absl::OkStatus();
 }
 
 void Outbox::KnowTopic(const std::string& topic) {
+  known_topics_.push_back(topic);
   for (kafka::Producer& p : producers_) {
-    warm_topics_.emplace_back(rd_kafka_topic_new(p.get(), topic.c_str(), nullptr));
+    warm_topics_.emplace_back(
+        p.get(), kafka::TopicPtr(rd_kafka_topic_new(p.get(), topic.c_str(), nullptr)));
+  }
+}
+
+void Outbox::ReplaceFailed() {
+  for (Lane lane : kAllLanes) {
+    char reason[512];
+    if (rd_kafka_fatal_error(producers_[lane].get(), reason, sizeof reason) ==
+        RD_KAFKA_RESP_ERR_NO_ERROR) {
+      continue;
+    }
+    auto fresh = kafka::Producer::Create(config_, {}, this, wakeup_fd_);
+    uint64_t held_back = 0;
+    if (!fresh.ok()) {
+      if (replace_log_.Allow(held_back)) {
+        log::Error("processor", "a result producer failed for good (", reason,
+                   ") and no new one could be made: ", fresh.status().message(),
+                   "; trying again", LogThrottle::HeldBack(held_back));
+      }
+      continue;
+    }
+    if (replace_log_.Allow(held_back)) {
+      log::Error("processor", "a result producer failed for good (", reason,
+                 "); it is replaced by a new one, which sends its messages "
+                 "again (some results may be written twice)",
+                 LogThrottle::HeldBack(held_back));
+    }
+    for (const std::string& topic : known_topics_) {
+      warm_topics_.emplace_back(
+          fresh->get(),
+          kafka::TopicPtr(rd_kafka_topic_new(fresh->get(), topic.c_str(), nullptr)));
+    }
+    live_[lane].store(fresh->get());
+    rd_kafka_t* old = producers_[lane].get();
+    retired_.push_back(std::move(producers_[lane]));
+    producers_[lane] = std::move(*fresh);
+    // Their reports come back as purged, and Failed() sends them again.
+    rd_kafka_purge(old, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT |
+                            RD_KAFKA_PURGE_F_NON_BLOCKING);
+    replaced_.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+void Outbox::DropRetired() {
+  // A Send() that read a retired producer's handle counts in sending_ until
+  // it is done with it; one that starts now reads a live one.
+  if (retired_.empty() || sending_.load() > 0) return;
+  for (auto it = retired_.begin(); it != retired_.end();) {
+    rd_kafka_t* rk = it->get();
+    if (rd_kafka_outq_len(rk) > 0) {
+      ++it;
+      continue;
+    }
+    it->Poll();  // The last reports, if any are still queued.
+    warm_topics_.erase(
+        std::remove_if(warm_topics_.begin(), warm_topics_.end(),
+                       [rk](const auto& w) { return w.first == rk; }),
+        warm_topics_.end());
+    it->Close(absl::Now(), absl::ZeroDuration());
+    it = retired_.erase(it);
   }
 }
 
@@ -74,7 +137,7 @@ rd_kafka_resp_err_t Outbox::Produce(OutMessage* msg) {
   }
   const Lane lane = msg->realtime ? Lane::kRealtime : Lane::kBulk;
   rd_kafka_resp_err_t err = rd_kafka_producev(
-      producers_[lane].get(), RD_KAFKA_V_TOPIC(msg->topic.c_str()),
+      live_[lane].load(), RD_KAFKA_V_TOPIC(msg->topic.c_str()),
       RD_KAFKA_V_PARTITION(msg->partition),
       RD_KAFKA_V_KEY(msg->key.data(), msg->key.size()),
       RD_KAFKA_V_VALUE(msg->payload.data(), msg->payload.size()),
@@ -103,10 +166,16 @@ void Outbox::Failed(std::unique_ptr<OutMessage> msg, rd_kafka_resp_err_t err,
                            msg->partition >= 0 ? StrCat("[", msg->partition, "]")
                                                : std::string(),
                            ")");
-  if (closing_.load() || err == RD_KAFKA_RESP_ERR__PURGE_QUEUE ||
-      err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT) {
+  const bool purged = err == RD_KAFKA_RESP_ERR__PURGE_QUEUE ||
+                      err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT;
+  if (closing_.load()) {
     Report(std::move(msg), Failure::kClosed, std::move(why));
     return;
+  }
+  if (purged) {
+    // Only a replaced producer is purged before Close: the message goes
+    // again, through its replacement, as if the queue had been full.
+    queue_full = true;
   }
   if (IsPermanent(err)) {
     Report(std::move(msg), Failure::kPermanent, std::move(why));
@@ -140,6 +209,9 @@ void Outbox::Report(std::unique_ptr<OutMessage> msg, Failure failure,
 
 absl::Time Outbox::Poll(absl::Time now) {
   for (kafka::Producer& p : producers_) p.Poll();
+  for (kafka::Producer& p : retired_) p.Poll();
+  ReplaceFailed();
+  DropRetired();
   std::vector<std::unique_ptr<OutMessage>> due;
   absl::Time next = absl::InfiniteFuture();
   {
@@ -168,6 +240,7 @@ void Outbox::Close(absl::Time deadline) {
     Report(std::move(r.msg), Failure::kClosed, "the processor closed");
   }
   warm_topics_.clear();  // Handles go before their producers.
+  for (kafka::Producer& p : retired_) p.Close(deadline, absl::ZeroDuration());
   for (kafka::Producer& p : producers_) p.Close(deadline, absl::ZeroDuration());
 }
 

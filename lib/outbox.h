@@ -9,6 +9,12 @@
 // message too large) is not retried. Either way the listener hears once
 // what became of each message.
 //
+// A producer that fails for good (librdkafka's fatal error: an idempotent
+// producer whose sequence numbers the broker no longer accepts) is
+// replaced by a new one at the next Poll(). Its messages are purged and
+// sent again through the new one, so a result may be written twice but is
+// not lost. The old producer is destroyed once nothing uses it.
+//
 // Threads: Send() from any thread, with no lock held that the listener
 // takes (the listener may run on the caller's thread). Poll() from the
 // processor's poller thread only; the listener runs there. Close() once,
@@ -70,7 +76,7 @@ class Outbox final : public kafka::DeliveryHandler {
   // the lookup would create it.
   void KnowTopic(const std::string& topic);
   // A handle for admin calls (topic checks).
-  rd_kafka_t* handle() const { return producers_[Lane::kBulk].get(); }
+  rd_kafka_t* handle() const { return live_[Lane::kBulk].load(); }
 
   void Send(std::unique_ptr<OutMessage> msg);
 
@@ -84,6 +90,9 @@ class Outbox final : public kafka::DeliveryHandler {
   // Reports what waits for a retry and what is still queued as kClosed, and
   // destroys the producers by `deadline`. Idempotent.
   void Close(absl::Time deadline);
+
+  // Producers replaced after a fatal error.
+  uint64_t replaced() const { return replaced_.load(std::memory_order_relaxed); }
 
   // Whether `err` means that trying again cannot succeed.
   static bool IsPermanent(rd_kafka_resp_err_t err);
@@ -103,12 +112,25 @@ class Outbox final : public kafka::DeliveryHandler {
               bool queue_full);
   void Report(std::unique_ptr<OutMessage> msg, Failure failure,
               std::string why);
+  // Poller thread: replaces each live producer that hit a fatal error, and
+  // destroys replaced ones that nothing uses any more.
+  void ReplaceFailed();
+  void DropRetired();
 
   const Config& config_;
   Listener* const listener_;
   const Options options_;
-  PerLane<kafka::Producer> producers_;
-  std::vector<kafka::TopicPtr> warm_topics_;  // From KnowTopic.
+  int wakeup_fd_ = -1;
+  PerLane<kafka::Producer> producers_;  // The live ones (poller thread).
+  // What Send() produces through: producers_[lane].get(). A thread that read
+  // it counts in sending_ while it uses it.
+  PerLane<std::atomic<rd_kafka_t*>> live_{};
+  std::vector<kafka::Producer> retired_;  // Replaced, not yet destroyed.
+  std::vector<std::string> known_topics_;  // From KnowTopic.
+  // Topic handles from KnowTopic, each with its producer (destroyed first).
+  std::vector<std::pair<rd_kafka_t*, kafka::TopicPtr>> warm_topics_;
+  std::atomic<uint64_t> replaced_{0};
+  LogThrottle replace_log_;
   std::atomic<size_t> pending_{0};
   std::atomic<bool> closing_{false};
   std::atomic<int> sending_{0};  // Send() calls inside Produce.
