@@ -51,7 +51,7 @@ absl::Status DelayLine::Start(int wakeup_fd) {
        {"auto.commit.interval.ms", "500"},
        {"auto.offset.reset", "earliest"},
        {"enable.partition.eof", "false"},
-       {"session.timeout.ms", kafka::kGroupSessionTimeoutMs},
+       {"session.timeout.ms", kafka::GroupSessionTimeoutMs(config_)},
        {"heartbeat.interval.ms", "1000"},
        {"fetch.wait.max.ms", "50"},
        {"fetch.message.max.bytes",

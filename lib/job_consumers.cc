@@ -19,7 +19,7 @@ absl::Status JobConsumers::Start(int wakeup_fd) {
        {"auto.commit.interval.ms", "500"},
        {"auto.offset.reset", "earliest"},
        {"enable.partition.eof", "false"},
-       {"session.timeout.ms", kafka::kGroupSessionTimeoutMs},
+       {"session.timeout.ms", kafka::GroupSessionTimeoutMs(config_)},
        {"heartbeat.interval.ms", "1000"},
        {"fetch.wait.max.ms", "10"},
        {"fetch.error.backoff.ms", "10"},

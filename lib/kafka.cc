@@ -249,12 +249,18 @@ void RdkafkaLog(const rd_kafka_t* rk, int level, const char* facility,
 
 }  // namespace
 
+// A mock cluster is "mock://", or one that a test or benchmark created
+// and registered under its address.
+static bool OnMock(const Config& config) {
+  return absl::StartsWith(config.brokers, "mock://") || FindMock(config) != nullptr;
+}
+
+const char* GroupSessionTimeoutMs(const Config& config) {
+  return OnMock(config) ? "6000" : "15000";
+}
+
 void QuickFetchOnEmbedded(const Config& config, rd_kafka_conf_t* conf) {
-  // A mock cluster is "mock://", or one that a test or benchmark created
-  // and registered under its address.
-  if ((!absl::StartsWith(config.brokers, "mock://") &&
-       FindMock(config) == nullptr) ||
-      UserSets(config, Role::kConsumer, "fetch.wait.max.ms")) {
+  if (!OnMock(config) || UserSets(config, Role::kConsumer, "fetch.wait.max.ms")) {
     return;
   }
   char err[512];

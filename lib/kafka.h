@@ -88,16 +88,19 @@ absl::StatusOr<ConfPtr> MakeConf(
     const Config& config, Role role,
     const std::vector<std::pair<std::string, std::string>>& defaults);
 
-// session.timeout.ms of the processor's consumer groups. It must outlast a
-// broker's failover: the controller fences a dead broker only after
-// broker.session.timeout.ms (9 s by default) and then elects new leaders
-// and group coordinators. A consumer that hears nothing from its
-// coordinator for a whole session revokes its partitions and rejoins, so a
-// shorter session turns every broker death into a rebalance of every group
-// (and the uncommitted batches are processed again). The cost: a processor
-// that dies and is not restarted keeps its partitions this long
-// (processor_instance makes a restarted one take them back at once).
-inline constexpr const char* kGroupSessionTimeoutMs = "15000";
+// session.timeout.ms of the processor's consumer groups: 15 s on a real
+// broker. It must outlast a broker's failover: the controller fences a dead
+// broker only after broker.session.timeout.ms (9 s by default) and then
+// elects new leaders and group coordinators. A consumer that hears nothing
+// from its coordinator for a whole session revokes its partitions and
+// rejoins, so a shorter session turns every broker death into a rebalance
+// of every group (and the uncommitted batches are processed again). The
+// cost: a processor that dies and is not restarted keeps its partitions
+// this long (processor_instance makes a restarted one take them back at
+// once). A mock cluster has no failover, and its rebalances wait out the
+// session of members that are slow to rejoin: there it is 6 s, the
+// broker's minimum.
+const char* GroupSessionTimeoutMs(const Config& config);
 
 // True when the user set librdkafka property `property` for `role`.
 bool UserSets(const Config& config, Role role, const std::string& property);

@@ -8,13 +8,23 @@
 
 namespace batchbus {
 
+absl::StatusOr<std::unique_ptr<Publisher::LaneProducer>>
+Publisher::NewLaneProducer() {
+  auto p = kafka::Producer::Create(
+      config_, {{"queue.buffering.max.messages", "1000000"}}, this, wakeup_fd_);
+  if (!p.ok()) return p.status();
+  auto lane = std::make_unique<LaneProducer>();
+  lane->producer = std::move(*p);
+  return lane;
+}
+
 absl::Status Publisher::Start(int wakeup_fd) {
+  wakeup_fd_ = wakeup_fd;
   for (Lane lane : kAllLanes) {
-    auto p = kafka::Producer::Create(
-        config_, {{"queue.buffering.max.messages", "1000000"}}, this,
-        wakeup_fd);
+    auto p = NewLaneProducer();
     if (!p.ok()) return p.status();
-    producers_[lane] = std::move(*p);
+    MutexLock lock(&topics_mu_);
+    lanes_[lane] = std::move(*p);
   }
   return absl::OkStatus();
 }
@@ -46,10 +56,11 @@ void Publisher::Publish(std::vector<std::unique_ptr<BatchMessage>>& messages) {
 // Empty when queued; else why not.
 std::string Publisher::Produce(std::unique_ptr<BatchMessage> msg) {
   std::string error;
-  rd_kafka_topic_t* topic = TopicHandle(*msg, error);
+  rd_kafka_t* producer = nullptr;
+  rd_kafka_topic_t* topic = TopicHandle(*msg, producer, error);
   if (topic != nullptr) {
     rd_kafka_resp_err_t err = rd_kafka_producev(
-        producers_[msg->priority].get(), RD_KAFKA_V_RKT(topic),
+        producer, RD_KAFKA_V_RKT(topic),
         RD_KAFKA_V_VALUE(msg->payload.data(), msg->payload.size()),
         RD_KAFKA_V_OPAQUE(msg.get()), RD_KAFKA_V_END);
     if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -57,6 +68,12 @@ std::string Publisher::Produce(std::unique_ptr<BatchMessage> msg) {
       return error;
     }
     error = rd_kafka_err2str(err);  // E.g. the local queue is full.
+    if (err == RD_KAFKA_RESP_ERR__FATAL) {
+      char reason[512];
+      rd_kafka_fatal_error(producer, reason, sizeof reason);
+      error += StrCat(" (its producer failed for good: ", reason,
+                      "; later batches go through a new one)");
+    }
   }
   return StrCat("could not publish the batch to ", msg->topic, ": ", error);
 }
@@ -65,15 +82,19 @@ std::string Publisher::Produce(std::unique_ptr<BatchMessage> msg) {
 // (unless the user set message.timeout.ms): librdkafka keeps retrying a
 // batch for as long as its jobs may wait, and no longer.
 rd_kafka_topic_t* Publisher::TopicHandle(const BatchMessage& msg,
+                                         rd_kafka_t*& producer,
                                          std::string& error) {
   const Lane lane = LaneOf(msg.priority);
+  // Lives while this Publish counts in publishing_, even once replaced.
+  LaneProducer* current = nullptr;
   {
     MutexLock lock(&topics_mu_);
-    auto it = topics_[lane].find(msg.topic);
-    if (it != topics_[lane].end()) return it->second.get();
+    current = lanes_[lane].get();
+    producer = current->producer.get();
+    auto it = current->topics.find(msg.topic);
+    if (it != current->topics.end()) return it->second.get();
   }
   // First batch for this topic: make its handle outside the lock.
-  rd_kafka_t* producer = producers_[lane].get();
   // Start from the default topic configuration, which carries the user's
   // topic-level kafka.* properties.
   rd_kafka_topic_conf_t* conf = rd_kafka_default_topic_conf_dup(producer);
@@ -98,12 +119,73 @@ rd_kafka_topic_t* Publisher::TopicHandle(const BatchMessage& msg,
   // Another thread may have made one meanwhile: keep the first (a spare
   // handle is destroyed after the lock is released).
   MutexLock lock(&topics_mu_);
-  return topics_[lane].try_emplace(msg.topic, std::move(handle))
+  return current->topics.try_emplace(msg.topic, std::move(handle))
       .first->second.get();
 }
 
 void Publisher::Poll() {
-  for (kafka::Producer& p : producers_) p.Poll();
+  // Only this thread replaces them, so they live through the poll, which
+  // runs the listener and so must not hold the lock.
+  PerLane<kafka::Producer*> live{};
+  {
+    MutexLock lock(&topics_mu_);
+    for (Lane lane : kAllLanes) live[lane] = &lanes_[lane]->producer;
+  }
+  for (kafka::Producer* p : live) p->Poll();
+  for (auto& retired : retired_) retired->producer.Poll();
+  ReplaceFailed();
+  DropRetired();
+}
+
+void Publisher::ReplaceFailed() {
+  for (Lane lane : kAllLanes) {
+    rd_kafka_t* current = nullptr;
+    {
+      MutexLock lock(&topics_mu_);
+      current = lanes_[lane]->producer.get();
+    }
+    char reason[512];
+    if (rd_kafka_fatal_error(current, reason, sizeof reason) ==
+        RD_KAFKA_RESP_ERR_NO_ERROR) {
+      continue;
+    }
+    auto fresh = NewLaneProducer();
+    if (!fresh.ok()) {
+      uint64_t held_back = 0;
+      if (undelivered_log_.Allow(held_back)) {
+        log::Error("submitter", "a producer failed for good (", reason,
+                   ") and no new one could be made: ", fresh.status().message(),
+                   "; trying again");
+      }
+      continue;
+    }
+    log::Error("submitter", "a producer failed for good (", reason,
+               "); the batches it held end as not delivered, and later ones go "
+               "through a new producer");
+    fatal_reason_ = reason;
+    {
+      MutexLock lock(&topics_mu_);
+      retired_.push_back(std::move(lanes_[lane]));
+      lanes_[lane] = std::move(*fresh);
+    }
+    rd_kafka_purge(current, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT |
+                                RD_KAFKA_PURGE_F_NON_BLOCKING);
+    replaced_.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+void Publisher::DropRetired() {
+  // A Publish that read a retired producer counts in publishing_ until it
+  // is done with it; one that starts now reads a live one.
+  if (retired_.empty() || publishing_.load() > 0) return;
+  for (auto it = retired_.begin(); it != retired_.end();) {
+    if (rd_kafka_outq_len((*it)->producer.get()) > 0) {
+      ++it;
+      continue;
+    }
+    (*it)->producer.Poll();
+    it = retired_.erase(it);
+  }
 }
 
 void Publisher::OnDelivery(rd_kafka_message_t* msg) {
@@ -117,6 +199,13 @@ void Publisher::OnDelivery(rd_kafka_message_t* msg) {
   }
   std::string why = StrCat("could not deliver the batch to ", sent->topic,
                            ": ", rd_kafka_err2str(msg->err));
+  if ((msg->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE ||
+       msg->err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT ||
+       msg->err == RD_KAFKA_RESP_ERR__FATAL) &&
+      !closing_.load() && !fatal_reason_.empty()) {
+    why += StrCat(" (its producer failed for good: ", fatal_reason_,
+                  "; later batches go through a new one)");
+  }
   if (msg->err == RD_KAFKA_RESP_ERR__MSG_TIMED_OUT) {
     why += " (no broker acknowledged it in time: its partition had no "
            "leader, fewer replicas in sync than the topic's "
@@ -138,14 +227,20 @@ void Publisher::LogUndelivered(const BatchMessage& msg,
 void Publisher::Close(absl::Time deadline) {
   closing_.store(true);
   while (publishing_.load() > 0) absl::SleepFor(absl::Microseconds(100));
-  // Topic handles go before their producers, destroyed outside the lock.
-  PerLane<absl::flat_hash_map<std::string, kafka::TopicPtr>> topics;
+  // Destroyed outside the lock, topic handles before their producers.
+  std::vector<std::unique_ptr<LaneProducer>> all;
   {
     MutexLock lock(&topics_mu_);
-    std::swap(topics, topics_);
+    for (auto& lane : lanes_) {
+      if (lane) all.push_back(std::move(lane));
+    }
   }
-  for (auto& handles : topics) handles.clear();
-  for (kafka::Producer& p : producers_) p.Close(deadline, absl::Seconds(1));
+  for (auto& retired : retired_) all.push_back(std::move(retired));
+  retired_.clear();
+  for (auto& lane : all) {
+    lane->topics.clear();
+    lane->producer.Close(deadline, absl::Seconds(1));
+  }
 }
 
 }  // namespace batchbus

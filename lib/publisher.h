@@ -8,8 +8,14 @@
 // Close() once, after the internal thread stopped. A Publish racing with
 // Close either finishes before Close destroys the producers or reports its
 // batches as not sent: it never touches a destroyed producer.
-// Locks: `topics_mu_` guards the topic-handle cache (taken once per batch,
-// never while calling the listener). The listener is called with no lock.
+// Locks: `topics_mu_` guards each lane's producer and topic-handle cache
+// (taken once per batch, never while calling the listener). The listener is
+// called with no lock.
+//
+// A producer that fails for good (librdkafka's fatal error: an idempotent
+// producer whose sequence numbers the broker no longer accepts) is
+// replaced by a new one at the next Poll(). The batches it still held end
+// as not delivered, saying why; later batches go through the new one.
 #ifndef BATCHBUS_LIB_PUBLISHER_H_
 #define BATCHBUS_LIB_PUBLISHER_H_
 
@@ -55,15 +61,22 @@ class Publisher : private kafka::DeliveryHandler {
   // Creates the producers; their delivery reports write to `wakeup_fd`.
   absl::Status Start(int wakeup_fd);
 
-  // A client for metadata and topic creation.
-  rd_kafka_t* client() const { return producers_[Lane::kBulk].get(); }
+  // A client for metadata and topic creation, at start.
+  rd_kafka_t* client() {
+    MutexLock lock(&topics_mu_);
+    return lanes_[Lane::kBulk]->producer.get();
+  }
 
   // Produces each message; clears `messages`. One that cannot be queued is
   // reported to the listener before this returns, after the others went.
   void Publish(std::vector<std::unique_ptr<BatchMessage>>& messages);
 
-  // Serves delivery reports that are ready.
+  // Serves delivery reports that are ready, and replaces a producer that
+  // failed for good.
   void Poll();
+
+  // Producers replaced after a fatal error.
+  uint64_t replaced() const { return replaced_.load(std::memory_order_relaxed); }
 
   // Waits up to a second (within `deadline`) for messages in flight, purges
   // the rest (reported to the listener) and destroys the producers by
@@ -72,15 +85,28 @@ class Publisher : private kafka::DeliveryHandler {
 
  private:
   void OnDelivery(rd_kafka_message_t* msg) override;
+  // One lane's producer and the topic handles made on it (declared after
+  // it, so destroyed first), replaced together.
+  struct LaneProducer {
+    kafka::Producer producer;
+    absl::flat_hash_map<std::string, kafka::TopicPtr> topics;
+  };
+  absl::StatusOr<std::unique_ptr<LaneProducer>> NewLaneProducer();
   std::string Produce(std::unique_ptr<BatchMessage> msg);
-  // Null, with `error` set, when librdkafka refuses the topic.
-  rd_kafka_topic_t* TopicHandle(const BatchMessage& msg, std::string& error);
+  // Null, with `error` set, when librdkafka refuses the topic; else the
+  // handle and, in `producer`, the producer it belongs to.
+  rd_kafka_topic_t* TopicHandle(const BatchMessage& msg, rd_kafka_t*& producer,
+                                std::string& error);
+  // Internal thread: replaces each lane's producer that hit a fatal error,
+  // and destroys replaced ones that nothing uses any more.
+  void ReplaceFailed();
+  void DropRetired();
   void LogUndelivered(const BatchMessage& msg, rd_kafka_resp_err_t err);
 
   const Config& config_;
   SubmitterCounters& counters_;
   Listener* const listener_;
-  PerLane<kafka::Producer> producers_;
+  int wakeup_fd_ = -1;
 
   // Publish calls under way, and whether Close began: Close waits for the
   // calls that got in before it and turns later ones away.
@@ -88,8 +114,12 @@ class Publisher : private kafka::DeliveryHandler {
   std::atomic<bool> closing_{false};
 
   Mutex topics_mu_;
-  PerLane<absl::flat_hash_map<std::string, kafka::TopicPtr>> topics_
-      ABSL_GUARDED_BY(topics_mu_);
+  PerLane<std::unique_ptr<LaneProducer>> lanes_ ABSL_GUARDED_BY(topics_mu_);
+  // Replaced, not yet destroyed (internal thread). A Publish that read one
+  // counts in publishing_ while it uses it.
+  std::vector<std::unique_ptr<LaneProducer>> retired_;
+  std::string fatal_reason_;  // The last replacement's (internal thread).
+  std::atomic<uint64_t> replaced_{0};
 
   LogThrottle undelivered_log_;
 };

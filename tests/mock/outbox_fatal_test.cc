@@ -1,7 +1,9 @@
-// The processor's outbox after a fatal producer error: librdkafka gives up
-// on an idempotent producer whose sequence numbers the broker refuses, and
-// every later message through it fails. The outbox replaces that producer,
-// and every message, sent before the error or after it, is delivered.
+// Producers after a fatal error: librdkafka gives up on an idempotent
+// producer whose sequence numbers the broker refuses, and every later
+// message through it fails. The processor's outbox replaces that producer,
+// and every message, sent before the error or after it, is delivered. The
+// submitter's publisher replaces it too: the batches it held end as not
+// delivered, saying why, and later batches go through the new one.
 #include <memory>
 #include <string>
 
@@ -9,6 +11,7 @@
 #include "kafka.h"
 #include "mutex.h"
 #include "outbox.h"
+#include "publisher.h"
 #include "support/test_cluster.h"
 
 namespace batchbus {
@@ -89,6 +92,81 @@ TEST(OutboxFatalErrorTest, AProducerThatFailedForGoodIsReplacedAndNothingIsLost)
   EXPECT_NE(outbox.handle(), first);
   EXPECT_EQ(outbox.pending(), 0u);
   outbox.Close(absl::Now() + absl::Seconds(5));
+}
+
+class UnsentListener : public Publisher::Listener {
+ public:
+  void OnUnsent(uint64_t, std::string_view why) override {
+    MutexLock lock(&mu_);
+    ++unsent_;
+    last_why_ = std::string(why);
+  }
+  int unsent() {
+    MutexLock lock(&mu_);
+    return unsent_;
+  }
+  std::string last_why() {
+    MutexLock lock(&mu_);
+    return last_why_;
+  }
+
+ private:
+  Mutex mu_;
+  int unsent_ = 0;
+  std::string last_why_;
+};
+
+std::vector<std::unique_ptr<BatchMessage>> Batches(const std::string& topic,
+                                                   uint64_t first, int n) {
+  std::vector<std::unique_ptr<BatchMessage>> out;
+  for (int i = 0; i < n; ++i) {
+    auto msg = std::make_unique<BatchMessage>();
+    msg->seq = first + i;
+    msg->topic = topic;
+    msg->payload = "batch " + std::to_string(first + i);
+    out.push_back(std::move(msg));
+  }
+  return out;
+}
+
+TEST(PublisherFatalErrorTest, AProducerThatFailedForGoodIsReplacedForLaterBatches) {
+  testing::MockCluster cluster;
+  const std::string topic = "publisher-fatal";
+  ASSERT_EQ(rd_kafka_mock_topic_create(cluster.get(), topic.c_str(), 1, 1),
+            RD_KAFKA_RESP_ERR_NO_ERROR);
+  Config config;
+  config.brokers = "kafka://" + cluster.bootstrap();
+  SubmitterCounters counters;
+  UnsentListener listener;
+  Publisher publisher(config, counters, &listener);
+  ASSERT_TRUE(publisher.Start(-1).ok());
+  rd_kafka_t* first = publisher.client();
+  ASSERT_EQ(rd_kafka_test_fatal_error(
+                first, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+                "injected by the test"),
+            RD_KAFKA_RESP_ERR_NO_ERROR);
+  // Held by the failed producer: each ends as not delivered.
+  auto doomed = Batches(topic, 1, 20);
+  publisher.Publish(doomed);
+  publisher.Poll();  // Replaces it.
+  EXPECT_EQ(publisher.replaced(), 1u);
+  EXPECT_NE(publisher.client(), first);
+  constexpr int kLater = 50;
+  auto later = Batches(topic, 100, kLater);
+  publisher.Publish(later);
+  ASSERT_TRUE(testing::Eventually(
+      [&] {
+        publisher.Poll();
+        return counters.batches_sent.Get() + listener.unsent() == 20 + kLater;
+      },
+      absl::Seconds(30)))
+      << counters.batches_sent.Get() << " sent, " << listener.unsent()
+      << " unsent";
+  EXPECT_EQ(counters.batches_sent.Get(), static_cast<uint64_t>(kLater));
+  EXPECT_EQ(listener.unsent(), 20);
+  EXPECT_NE(listener.last_why().find("injected by the test"), std::string::npos)
+      << listener.last_why();
+  publisher.Close(absl::Now() + absl::Seconds(5));
 }
 
 }  // namespace
