@@ -4,8 +4,11 @@
 // and every message, sent before the error or after it, is delivered. The
 // submitter's publisher replaces it too: the batches it held end as not
 // delivered, saying why, and later batches go through the new one.
+// librdkafka's rd_kafka_test_fatal_error raises the error in the client, so
+// the same tests run against the mock cluster and the real broker.
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "gtest/gtest.h"
 #include "kafka.h"
@@ -57,13 +60,27 @@ std::unique_ptr<OutMessage> Message(const std::string& topic, int n) {
   return msg;
 }
 
-TEST(OutboxFatalErrorTest, AProducerThatFailedForGoodIsReplacedAndNothingIsLost) {
-  testing::MockCluster cluster;
-  const std::string topic = "outbox-fatal";
-  ASSERT_EQ(rd_kafka_mock_topic_create(cluster.get(), topic.c_str(), 1, 1),
-            RD_KAFKA_RESP_ERR_NO_ERROR);
-  Config config;
-  config.brokers = "kafka://" + cluster.bootstrap();
+// A topic of one partition for the test, on the mock cluster or the broker.
+class ProducerFatalErrorTest : public testing::ClusterTest {
+ protected:
+  void SetUp() override {
+    ClusterTest::SetUp();
+    config_.topic_partitions = 1;
+    topic_ = config_.ns + ".fatal";
+    auto conf = kafka::MakeConf(config_, kafka::Role::kProducer, {});
+    ASSERT_TRUE(conf.ok()) << conf.status();
+    auto admin = kafka::MakeHandle(RD_KAFKA_PRODUCER, std::move(*conf));
+    ASSERT_TRUE(admin.ok()) << admin.status();
+    const absl::Status s = kafka::EnsureTopics(admin->get(), config_, {topic_},
+                                               absl::Seconds(15));
+    ASSERT_TRUE(s.ok()) << s;
+  }
+  std::string topic_;
+};
+
+TEST_F(ProducerFatalErrorTest, OutboxReplacesTheProducerAndLosesNothing) {
+  const std::string& topic = topic_;
+  const Config& config = config_;
   CountingListener listener;
   Outbox outbox(config, &listener);
   ASSERT_TRUE(outbox.Start(-1).ok());
@@ -129,13 +146,9 @@ std::vector<std::unique_ptr<BatchMessage>> Batches(const std::string& topic,
   return out;
 }
 
-TEST(PublisherFatalErrorTest, AProducerThatFailedForGoodIsReplacedForLaterBatches) {
-  testing::MockCluster cluster;
-  const std::string topic = "publisher-fatal";
-  ASSERT_EQ(rd_kafka_mock_topic_create(cluster.get(), topic.c_str(), 1, 1),
-            RD_KAFKA_RESP_ERR_NO_ERROR);
-  Config config;
-  config.brokers = "kafka://" + cluster.bootstrap();
+TEST_F(ProducerFatalErrorTest, PublisherReplacesTheProducerForLaterBatches) {
+  const std::string& topic = topic_;
+  const Config& config = config_;
   SubmitterCounters counters;
   UnsentListener listener;
   Publisher publisher(config, counters, &listener);
