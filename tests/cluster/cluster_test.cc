@@ -46,9 +46,12 @@ std::string ClusterBootstrap() {
 // Runs `scripts/kafka <command> [node]` on the cluster.
 CommandResult ClusterCommand(const std::string& command, int node = 0,
                              absl::Duration timeout = absl::Seconds(120)) {
+  // Never BATCHBUS_KAFKA_FRESH=1 from the caller's environment: a `start`
+  // of one killed node would then stop and wipe the whole cluster.
   std::vector<std::string> env = {
       "BATCHBUS_KAFKA_PORT=" + std::to_string(ClusterPort()),
-      "BATCHBUS_KAFKA_NODES=" + std::to_string(kNodes)};
+      "BATCHBUS_KAFKA_NODES=" + std::to_string(kNodes),
+      "BATCHBUS_KAFKA_FRESH=0"};
   const std::string state = EnvOr("BATCHBUS_CLUSTER_STATE", "");
   if (!state.empty()) env.push_back("BATCHBUS_KAFKA_STATE=" + state);
   std::vector<std::string> argv = {"/bin/bash", KafkaScript(), command};

@@ -238,6 +238,12 @@ inline CommandResult KafkaScriptCommand(const std::string& command, int port,
                                         absl::Duration timeout =
                                             absl::Seconds(150)) {
   env.push_back("BATCHBUS_KAFKA_PORT=" + std::to_string(port));
+  // A BATCHBUS_KAFKA_FRESH=1 left in the caller's environment would make a
+  // restart wipe the broker's state; only a test that asks for it gets it.
+  const bool fresh_set = std::any_of(env.begin(), env.end(), [](const std::string& e) {
+    return e.rfind("BATCHBUS_KAFKA_FRESH=", 0) == 0;
+  });
+  if (!fresh_set) env.push_back("BATCHBUS_KAFKA_FRESH=0");
   return RunCommand({"/bin/bash", KafkaScript(), command}, env, timeout);
 }
 
