@@ -23,6 +23,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_format.h"
 #include "kafka/kafka_tier.h"
 
 namespace batchbus::testing {
@@ -294,6 +295,37 @@ Outcome Tally(const Stream& s) {
   return o;
 }
 
+// Where the jobs that ended BATCH_FAILED came from: per priority, how many,
+// when they were submitted relative to `fault`, and how many of them a
+// handler had run (a result that came too late, against a batch that was
+// never processed in time).
+std::string DescribeBatchFailed(const Stream& s, absl::Time fault) {
+  struct Class {
+    size_t n = 0, handled = 0;
+    double first_s = 1e9, last_s = -1e9;
+  };
+  std::map<Priority, Class> by;
+  for (size_t i = 0; i < s.submitted(); ++i) {
+    const Record& r = s.at(i);
+    if (r.callbacks.load() < 1 || r.status != JobStatus::kBatchFailed) continue;
+    Class& c = by[r.priority];
+    ++c.n;
+    c.handled += s.handled(i) > 0;
+    const double at = absl::ToDoubleSeconds(r.submitted - fault);
+    c.first_s = std::min(c.first_s, at);
+    c.last_s = std::max(c.last_s, at);
+  }
+  std::string out;
+  for (const auto& [priority, c] : by) {
+    absl::StrAppendFormat(&out,
+                          "%s%s: %zu BATCH_FAILED (%zu handled), submitted "
+                          "%.1f s to %.1f s after the fault",
+                          out.empty() ? "" : "; ", std::string(PriorityName(priority)), c.n,
+                          c.handled, c.first_s, c.last_s);
+  }
+  return out;
+}
+
 // Jobs that did not end PROCESSED_OK although submitted outside [from, to).
 size_t FailedOutside(const Stream& s, absl::Time from, absl::Time to) {
   size_t n = 0;
@@ -437,7 +469,8 @@ TEST_F(ReplicatedClusterTest, LeaderKilledLosesNothing) {
   // The batches caught in the failover (the dead node is fenced, its
   // partitions and group coordinators move) outlive it: with the consumers'
   // 15 s session, no group rebalances, and no batch times out.
-  EXPECT_EQ(o.batch_failed, 0u) << o.first_failure;
+  EXPECT_EQ(o.batch_failed, 0u)
+      << o.first_failure << "\n" << DescribeBatchFailed(stream, kill_at);
 }
 
 // A processor process dies while a broker is down: its partitions go to
