@@ -15,8 +15,7 @@ absl::Status JobConsumers::Start(int wakeup_fd) {
       config_, kafka::Role::kConsumer,
       {{"group.id", config_.GroupIdFor(processor_)},
        {"enable.auto.offset.store", "false"},
-       {"enable.auto.commit", "true"},
-       {"auto.commit.interval.ms", "500"},
+       {"enable.auto.commit", "false"},  // OffsetCommitter commits.
        {"auto.offset.reset", "earliest"},
        {"enable.partition.eof", "false"},
        {"session.timeout.ms", kafka::GroupSessionTimeoutMs(config_)},
@@ -58,6 +57,8 @@ absl::Status JobConsumers::StartConsumer(Lane lane, const kafka::ConfPtr& base,
   if (!handle.ok()) return handle.status();
   rd_kafka_t* rk = handle->get();
   consumers_[lane] = std::move(*handle);
+  committers_[lane] = std::make_unique<OffsetCommitter>(rk, kCommitInterval,
+                                                        "job consumer");
   rd_kafka_poll_set_consumer(rk);
   consumer_queues_[lane].reset(rd_kafka_queue_get_consumer(rk));
   rd_kafka_queue_io_event_enable(consumer_queues_[lane].get(), wakeup_fd, "1",
@@ -225,9 +226,11 @@ void JobConsumers::Revoke(rd_kafka_t* rk, rd_kafka_topic_partition_list_t* list)
 // ------------------------------------------------------------- reading
 
 void JobConsumers::PollEvents() {
+  const absl::Time now = absl::Now();
   for (Lane lane : kAllLanes) {
     rd_kafka_t* rk = consumers_[lane].get();
     if (rk == nullptr) continue;
+    committers_[lane]->Poll(now);
     while (rd_kafka_message_t* m = rd_kafka_consumer_poll(rk, 0)) {
       kafka::MessagePtr msg(m);
       Priority p;
@@ -281,6 +284,7 @@ void JobConsumers::Close(absl::Time deadline) {
   }
   for (auto& q : priority_queues_) q.reset();
   for (auto& q : consumer_queues_) q.reset();
+  for (auto& c : committers_) c.reset();
   for (auto& consumer : consumers_) {
     kafka::DestroyWithin(std::move(consumer),
                          RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE, deadline);

@@ -17,6 +17,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "absl/container/flat_hash_map.h"
@@ -27,6 +28,7 @@
 #include "lane.h"
 #include "log_throttle.h"
 #include "mutex.h"
+#include "offset_committer.h"
 #include "offset_tracker.h"
 
 namespace batchbus {
@@ -67,7 +69,7 @@ class JobConsumers {
   // Up to `room` job messages of priority `p`, without waiting.
   size_t Read(Priority p, rd_kafka_message_t** msgs, size_t room);
 
-  // Stores `next_offset` for the next auto-commit. An offset below one
+  // Stores `next_offset` for the next commit. An offset below one
   // stored before for the partition is ignored.
   void StoreOffset(PartitionKey partition, int64_t next_offset);
 
@@ -91,7 +93,12 @@ class JobConsumers {
   const std::string processor_;
   const PerPriority<std::string> topics_;
   Listener* const listener_;
+  // Stored offsets are committed this often (less often while the
+  // coordinator is slower than this to answer).
+  static constexpr absl::Duration kCommitInterval = absl::Milliseconds(500);
+
   PerLane<kafka::KafkaPtr> consumers_;
+  PerLane<std::unique_ptr<OffsetCommitter>> committers_;
   PerLane<kafka::QueuePtr> consumer_queues_;
   PerPriority<kafka::QueuePtr> priority_queues_;
   bool closed_ = false;  // Close() ran (its caller's thread only).
