@@ -47,8 +47,7 @@ absl::Status DelayLine::Start(int wakeup_fd) {
       config_, kafka::Role::kConsumer,
       {{"group.id", config_.GroupIdFor(processor_) + ".delay"},
        {"enable.auto.offset.store", "false"},
-       {"enable.auto.commit", "true"},
-       {"auto.commit.interval.ms", "500"},
+       {"enable.auto.commit", "false"},  // OffsetCommitter commits.
        {"auto.offset.reset", "earliest"},
        {"enable.partition.eof", "false"},
        {"session.timeout.ms", kafka::GroupSessionTimeoutMs(config_)},
@@ -65,6 +64,8 @@ absl::Status DelayLine::Start(int wakeup_fd) {
   auto handle = kafka::MakeHandle(RD_KAFKA_CONSUMER, std::move(*conf));
   if (!handle.ok()) return handle.status();
   consumer_ = std::move(*handle);
+  committer_ = std::make_unique<OffsetCommitter>(consumer_.get(), kCommitInterval,
+                                                 "delay line");
   rd_kafka_poll_set_consumer(consumer_.get());
   kafka::QueuePtr queue(rd_kafka_queue_get_consumer(consumer_.get()));
   rd_kafka_queue_io_event_enable(queue.get(), wakeup_fd, "1", 1);
@@ -124,6 +125,7 @@ void DelayLine::Rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
 absl::Time DelayLine::Poll(absl::Time now,
                            std::vector<std::unique_ptr<OutMessage>>& out) {
   if (!consumer_ || closed_) return absl::InfiniteFuture();
+  committer_->Poll(now);
   // Bounded per call, so the poller's other work is not starved.
   for (int n = 0; n < 256; ++n) {
     kafka::MessagePtr msg(rd_kafka_consumer_poll(consumer_.get(), 0));
@@ -265,6 +267,7 @@ void DelayLine::Close(absl::Time deadline) {
     }
   }
   close_queue.reset();
+  committer_.reset();
   kafka::DestroyWithin(std::move(consumer_), RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE,
                        deadline);
 }

@@ -26,6 +26,7 @@
 #include "delay_tiers.h"
 #include "kafka.h"
 #include "lane.h"
+#include "offset_committer.h"
 #include "offset_tracker.h"
 #include "out_message.h"
 
@@ -78,7 +79,12 @@ class DelayLine {
   const std::string processor_;
   const PerPriority<std::string> job_topics_;
   std::array<std::string, kDelayTiers.size()> topics_;
+  // Relayed offsets are committed this often (less often while the
+  // coordinator is slower than this to answer).
+  static constexpr absl::Duration kCommitInterval = absl::Milliseconds(500);
+
   kafka::KafkaPtr consumer_;
+  std::unique_ptr<OffsetCommitter> committer_;  // Goes before consumer_.
   absl::flat_hash_map<Key, Partition> partitions_;  // Assigned ones.
   // Per tier; keyed by {kRealtime, partition}: a tier is not a priority.
   std::array<OffsetTracker, kDelayTiers.size()> offsets_;
