@@ -360,8 +360,14 @@ absl::StatusOr<MetadataPtr> ReadMetadata(rd_kafka_t* rk, const Config& config,
     if (auto failure = TakeConnectFailure(rd_kafka_name(rk))) {
       return ConnectFailureStatus(config, *failure, rd_kafka_version());
     }
-    if (err != RD_KAFKA_RESP_ERR__TIMED_OUT || absl::Now() >= deadline) {
+    if (absl::Now() >= deadline || (err != RD_KAFKA_RESP_ERR__TIMED_OUT &&
+                                    err != RD_KAFKA_RESP_ERR__TRANSPORT)) {
       return ToStatus(err, "reading cluster metadata");
+    }
+    // The connection the request went out on dropped (a broker restarting,
+    // or closing it): another broker, or the same one reconnected, may answer.
+    if (err == RD_KAFKA_RESP_ERR__TRANSPORT) {
+      absl::SleepFor(std::min(deadline - absl::Now(), absl::Milliseconds(100)));
     }
   }
 }
