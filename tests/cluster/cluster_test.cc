@@ -12,8 +12,10 @@
 // starts it. The tests restart whatever they stopped, also on failure.
 #include <librdkafka/rdkafka.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cinttypes>
+#include <cmath>
 #include <cstdio>
 #include <deque>
 #include <functional>
@@ -315,12 +317,27 @@ std::string DescribeBatchFailed(const Stream& s, absl::Time fault) {
     c.first_s = std::min(c.first_s, at);
     c.last_s = std::max(c.last_s, at);
   }
-  std::string out;
+  // The realtime round trip, second by second around the fault: whether
+  // realtime lagged before it, and when it caught up.
+  std::map<int, double> worst_ms;
+  for (size_t i = 0; i < s.submitted(); ++i) {
+    const Record& r = s.at(i);
+    if (r.callbacks.load() < 1 || r.priority != Priority::kRealtime) continue;
+    const double at = absl::ToDoubleSeconds(r.submitted - fault);
+    if (at < -20 || at >= 10) continue;
+    double& worst = worst_ms[static_cast<int>(std::floor(at))];
+    worst = std::max(worst, absl::ToDoubleMilliseconds(r.finished - r.submitted));
+  }
+  std::string out = "slowest realtime round trip by second of submission:";
+  for (const auto& [second, ms] : worst_ms) {
+    absl::StrAppendFormat(&out, " %+d s %.0f ms;", second, ms);
+  }
+  out += "\n";
   for (const auto& [priority, c] : by) {
     absl::StrAppendFormat(&out,
                           "%s%s: %zu BATCH_FAILED (%zu handled), submitted "
                           "%.1f s to %.1f s after the fault",
-                          out.empty() ? "" : "; ", std::string(PriorityName(priority)), c.n,
+                          out.back() == '\n' ? "" : "; ", std::string(PriorityName(priority)), c.n,
                           c.handled, c.first_s, c.last_s);
   }
   return out;
