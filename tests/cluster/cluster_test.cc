@@ -81,15 +81,21 @@ void Fault(const std::string& command, int node) {
               absl::ToDoubleSeconds(r.took));
 }
 
+// A quiet client of the cluster for metadata and admin requests; null (and
+// `err` says why) when it cannot be made.
+rd_kafka_t* NewClusterClient(char* err, size_t err_size) {
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  rd_kafka_conf_set(conf, "bootstrap.servers", ClusterBootstrap().c_str(), err,
+                    err_size);
+  rd_kafka_conf_set(conf, "log_level", "0", err, err_size);
+  return rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, err_size);
+}
+
 // Calls `use` with the cluster's metadata for all topics; false when there
 // was none within 5 s.
 bool WithMetadata(const std::function<void(const rd_kafka_metadata_t&)>& use) {
   char err[256];
-  rd_kafka_conf_t* conf = rd_kafka_conf_new();
-  rd_kafka_conf_set(conf, "bootstrap.servers", ClusterBootstrap().c_str(), err,
-                    sizeof err);
-  rd_kafka_conf_set(conf, "log_level", "0", err, sizeof err);
-  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+  rd_kafka_t* rk = NewClusterClient(err, sizeof err);
   if (rk == nullptr) return false;
   const rd_kafka_metadata_t* md = nullptr;
   const bool got = rd_kafka_metadata(rk, 1, nullptr, &md, 5000) ==
@@ -137,11 +143,7 @@ void DeleteTopicsOf(const std::string& ns) {
   });
   if (names.empty()) return;
   char err[256];
-  rd_kafka_conf_t* conf = rd_kafka_conf_new();
-  rd_kafka_conf_set(conf, "bootstrap.servers", ClusterBootstrap().c_str(), err,
-                    sizeof err);
-  rd_kafka_conf_set(conf, "log_level", "0", err, sizeof err);
-  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+  rd_kafka_t* rk = NewClusterClient(err, sizeof err);
   ASSERT_NE(rk, nullptr) << err;
   std::vector<rd_kafka_DeleteTopic_t*> topics;
   for (const std::string& name : names) {
