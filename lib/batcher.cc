@@ -175,9 +175,11 @@ bool Batcher::Add(const Job& job, size_t job_size, ResultSink sink,
 
 void Batcher::Seal(Slot& batch, Priority priority,
                    std::vector<SealedBatch>& out) {
-  auto msg = std::make_unique<BatchMessage>(
-      BatchMessage{batch->seq, priority, std::move(batch->topic),
-                   batch->writer.Finish()});
+  auto msg = std::make_unique<BatchMessage>();
+  msg->seq = batch->seq;
+  msg->priority = priority;
+  msg->topic = std::move(batch->topic);
+  msg->payload = batch->writer.Finish();
   // A batch sealed early by its linger gives back what it reserved.
   if (msg->payload.capacity() > 2 * msg->payload.size() + 4096) {
     msg->payload.shrink_to_fit();

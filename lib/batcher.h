@@ -37,6 +37,9 @@ struct BatchMessage {
   // Set once a broker acknowledged the message; the ledger reads it when
   // the batch times out, to say where the batch got to.
   std::shared_ptr<std::atomic<bool>> acknowledged;
+  // The partition the publisher's window sent it to; -1 before, or when
+  // librdkafka's partitioner chose it.
+  int32_t partition = -1;
 };
 
 struct SealedBatch {

@@ -45,6 +45,7 @@ struct OutMessage {
 
   // Outbox bookkeeping.
   int attempts = 0;
+  bool windowed = false;  // Counted in its lane's partition window.
 };
 
 }  // namespace batchbus

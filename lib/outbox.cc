@@ -116,6 +116,22 @@ void Outbox::Dispatch(std::unique_ptr<OutMessage> msg) {
     Report(std::move(msg), Failure::kClosed, "the processor closed");
     return;
   }
+  if (msg->partition >= 0 && msg->headers.empty()) {
+    const Lane lane = msg->realtime ? Lane::kRealtime : Lane::kBulk;
+    const std::string topic = msg->topic;
+    std::vector<Window::Chunk> chunks;
+    {
+      MutexLock lock(&mu_);
+      Window& window = windows_[lane][topic];
+      const size_t bytes = msg->payload.size() + msg->key.size();
+      const int32_t partition = msg->partition;
+      window.Offer(std::move(msg), bytes, partition);
+      chunks = window.Ready();
+    }
+    SendChunks(lane, topic, std::move(chunks));
+    sending_.fetch_sub(1);
+    return;
+  }
   const rd_kafka_resp_err_t err = Produce(msg.get());
   sending_.fetch_sub(1);
   if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -149,8 +165,74 @@ rd_kafka_resp_err_t Outbox::Produce(OutMessage* msg) {
   return err;
 }
 
+void Outbox::SendChunks(Lane lane, const std::string& topic,
+                        std::vector<Window::Chunk> chunks) {
+  while (!chunks.empty()) {
+    std::vector<std::pair<std::unique_ptr<OutMessage>, rd_kafka_resp_err_t>> refused;
+    rd_kafka_t* rk = live_[lane].load();
+    kafka::TopicPtr handle(rd_kafka_topic_new(rk, topic.c_str(), nullptr));
+    for (Window::Chunk& chunk : chunks) {
+      std::vector<rd_kafka_message_t> raw(chunk.messages.size());
+      for (size_t i = 0; i < raw.size(); ++i) {
+        OutMessage& m = *chunk.messages[i];
+        m.windowed = true;  // Before librdkafka has it: a report may come at once.
+        raw[i] = rd_kafka_message_t{};
+        raw[i].payload = m.payload.data();
+        raw[i].len = m.payload.size();
+        raw[i].key = m.key.empty() ? nullptr : m.key.data();
+        raw[i].key_len = m.key.size();
+        raw[i]._private = &m;
+        if (!handle) raw[i].err = rd_kafka_last_error();
+      }
+      if (handle) {
+        // One call, so that the chunk is queued whole and goes in one
+        // request; flags 0: the payloads stay ours until the reports.
+        rd_kafka_produce_batch(handle.get(), chunk.partition, 0, raw.data(),
+                               static_cast<int>(raw.size()));
+      }
+      for (size_t i = 0; i < raw.size(); ++i) {
+        if (raw[i].err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+          chunk.messages[i].release();  // The delivery report owns it now.
+          continue;
+        }
+        chunk.messages[i]->windowed = false;
+        refused.emplace_back(std::move(chunk.messages[i]), raw[i].err);
+      }
+    }
+    handle.reset();
+    chunks.clear();
+    if (refused.empty()) return;
+    {
+      MutexLock lock(&mu_);
+      Window& window = windows_[lane][topic];
+      for (auto& [m, err] : refused) window.Answered(m->partition);
+      if (!closing_.load()) chunks = window.Ready();
+    }
+    for (auto& [m, err] : refused) {
+      Failed(std::move(m), err, err == RD_KAFKA_RESP_ERR__QUEUE_FULL);
+    }
+  }
+}
+
 void Outbox::OnDelivery(rd_kafka_message_t* report) {
   std::unique_ptr<OutMessage> msg(static_cast<OutMessage*>(report->_private));
+  if (msg->windowed) {
+    // Room on its partition: what the window held there may go.
+    msg->windowed = false;
+    const Lane lane = msg->realtime ? Lane::kRealtime : Lane::kBulk;
+    std::vector<Window::Chunk> chunks;
+    {
+      MutexLock lock(&mu_);
+      Window& window = windows_[lane][msg->topic];
+      window.Answered(msg->partition);
+      if (!closing_.load()) chunks = window.Ready();
+    }
+    if (!chunks.empty()) {
+      sending_.fetch_add(1);
+      SendChunks(lane, msg->topic, std::move(chunks));
+      sending_.fetch_sub(1);
+    }
+  }
   const rd_kafka_resp_err_t err = report->err;
   if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
     listener_->OnSent(std::move(msg));
@@ -236,8 +318,20 @@ void Outbox::Close(absl::Time deadline) {
     MutexLock lock(&mu_);
     waiting.swap(retries_);
   }
+  std::vector<std::unique_ptr<OutMessage>> held;
+  {
+    MutexLock lock(&mu_);
+    for (auto& lane : windows_) {
+      for (auto& [topic, window] : lane) {
+        for (auto& m : window.TakeHeld()) held.push_back(std::move(m));
+      }
+    }
+  }
   for (Retry& r : waiting) {
     Report(std::move(r.msg), Failure::kClosed, "the processor closed");
+  }
+  for (auto& m : held) {
+    Report(std::move(m), Failure::kClosed, "the processor closed");
   }
   warm_topics_.clear();  // Handles go before their producers.
   for (kafka::Producer& p : retired_) p.Close(deadline, absl::ZeroDuration());

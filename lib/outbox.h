@@ -9,6 +9,11 @@
 // message too large) is not retried. Either way the listener hears once
 // what became of each message.
 //
+// A message bound to one partition (a result, to its submitter's reply
+// partition) goes through that lane's PartitionWindow: at most 5
+// undelivered per partition, the rest held and then handed over in one
+// request (see partition_window.h for why).
+//
 // A producer that fails for good (librdkafka's fatal error: an idempotent
 // producer whose sequence numbers the broker no longer accepts) is
 // replaced by a new one at the next Poll(). Its messages are purged and
@@ -34,7 +39,9 @@
 #include "lane.h"
 #include "log_throttle.h"
 #include "mutex.h"
+#include "absl/container/flat_hash_map.h"
 #include "out_message.h"
+#include "partition_window.h"
 #include "producer.h"
 
 namespace batchbus {
@@ -103,9 +110,16 @@ class Outbox final : public kafka::DeliveryHandler {
     std::unique_ptr<OutMessage> msg;
   };
 
+  using Window = PartitionWindow<std::unique_ptr<OutMessage>>;
+
   void OnDelivery(rd_kafka_message_t* msg) override;
   // Send() of a message already counted in pending_ (a retry).
   void Dispatch(std::unique_ptr<OutMessage> msg);
+  // Hands the chunks of `lane`'s window of `topic` to librdkafka; a message
+  // it refuses leaves the window (the room it frees is used) and fails.
+  // Counts in sending_ while it does.
+  void SendChunks(Lane lane, const std::string& topic,
+                  std::vector<Window::Chunk> chunks);
   rd_kafka_resp_err_t Produce(OutMessage* msg);
   // After a failure: a retry, or the listener hears of it.
   void Failed(std::unique_ptr<OutMessage> msg, rd_kafka_resp_err_t err,
@@ -136,6 +150,7 @@ class Outbox final : public kafka::DeliveryHandler {
   std::atomic<int> sending_{0};  // Send() calls inside Produce.
   Mutex mu_;
   std::vector<Retry> retries_ ABSL_GUARDED_BY(mu_);
+  PerLane<absl::flat_hash_map<std::string, Window>> windows_ ABSL_GUARDED_BY(mu_);
   LogThrottle retry_log_;
 };
 

@@ -50,16 +50,26 @@ void Producer::Trampoline(rd_kafka_t*, const rd_kafka_message_t* msg,
   }
 }
 
-void Producer::Close(absl::Time deadline, absl::Duration max_flush) {
+void Producer::Flush(absl::Time deadline, absl::Duration max_flush) {
   if (!handle_) return;
   const absl::Duration flush_for =
       std::min(deadline - absl::Now(), max_flush);
   if (flush_for > absl::ZeroDuration()) {
     rd_kafka_flush(handle_.get(), ToMillis(flush_for));
   }
+}
+
+void Producer::Purge() {
+  if (!handle_) return;
   rd_kafka_purge(handle_.get(),
                  RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
   rd_kafka_poll(handle_.get(), 0);  // Purged messages' reports.
+}
+
+void Producer::Close(absl::Time deadline, absl::Duration max_flush) {
+  if (!handle_) return;
+  Flush(deadline, max_flush);
+  Purge();
   if (reports_) {
     rd_kafka_queue_io_event_enable(reports_.get(), -1, nullptr, 0);
     reports_.reset();

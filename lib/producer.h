@@ -61,7 +61,13 @@ class Producer {
   }
 
   // Waits up to `max_flush` (and at most until `deadline`) for messages in
-  // flight, purges the rest (their reports reach the handler with
+  // flight; their reports reach the handler meanwhile.
+  void Flush(absl::Time deadline, absl::Duration max_flush);
+  // Purges the messages still queued or in flight and serves their reports
+  // (RD_KAFKA_RESP_ERR__PURGE_*).
+  void Purge();
+
+  // Flush, then purges the rest (their reports reach the handler with
   // RD_KAFKA_RESP_ERR__PURGE_*), and destroys the handle by `deadline`.
   // No report reaches the handler after this returns. Idempotent.
   void Close(absl::Time deadline, absl::Duration max_flush);

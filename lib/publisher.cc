@@ -34,7 +34,7 @@ void Publisher::Publish(std::vector<std::unique_ptr<BatchMessage>>& messages) {
   // Batches that did not go, reported after leaving the section that Close
   // waits for: the listener runs callbacks, and Close must not wait for
   // those.
-  std::vector<std::pair<uint64_t, std::string>> unsent;
+  Unsent unsent;
   publishing_.fetch_add(1);
   if (closing_.load()) {
     for (auto& msg : messages) {
@@ -42,62 +42,118 @@ void Publisher::Publish(std::vector<std::unique_ptr<BatchMessage>>& messages) {
                           "the submitter closed before the batch was sent");
     }
   } else {
-    for (auto& msg : messages) {
-      const uint64_t seq = msg->seq;
-      std::string error = Produce(std::move(msg));
-      if (!error.empty()) unsent.emplace_back(seq, std::move(error));
-    }
+    for (auto& msg : messages) Produce(std::move(msg), unsent);
   }
   publishing_.fetch_sub(1);
   messages.clear();
   for (auto& [seq, why] : unsent) listener_->OnUnsent(seq, why);
 }
 
-// Empty when queued; else why not.
-std::string Publisher::Produce(std::unique_ptr<BatchMessage> msg) {
+void Publisher::Produce(std::unique_ptr<BatchMessage> msg, Unsent& unsent) {
   std::string error;
-  rd_kafka_t* producer = nullptr;
-  rd_kafka_topic_t* topic = TopicHandle(*msg, producer, error);
-  if (topic != nullptr) {
-    rd_kafka_resp_err_t err = rd_kafka_producev(
-        producer, RD_KAFKA_V_RKT(topic),
-        RD_KAFKA_V_VALUE(msg->payload.data(), msg->payload.size()),
-        RD_KAFKA_V_OPAQUE(msg.get()), RD_KAFKA_V_END);
-    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-      msg.release();  // The delivery report frees it.
-      return error;
-    }
-    error = rd_kafka_err2str(err);  // E.g. the local queue is full.
-    if (err == RD_KAFKA_RESP_ERR__FATAL) {
-      char reason[512];
-      rd_kafka_fatal_error(producer, reason, sizeof reason);
-      error += StrCat(" (its producer failed for good: ", reason,
-                      "; later batches go through a new one)");
-    }
+  TopicState* topic = Topic(*msg, error);
+  if (topic == nullptr) {
+    unsent.emplace_back(msg->seq, StrCat("could not publish the batch to ",
+                                         msg->topic, ": ", error));
+    return;
   }
-  return StrCat("could not publish the batch to ", msg->topic, ": ", error);
-}
-
-// A topic handle whose message.timeout.ms is the priority's batch timeout
-// (unless the user set message.timeout.ms): librdkafka keeps retrying a
-// batch for as long as its jobs may wait, and no longer.
-rd_kafka_topic_t* Publisher::TopicHandle(const BatchMessage& msg,
-                                         rd_kafka_t*& producer,
-                                         std::string& error) {
-  const Lane lane = LaneOf(msg.priority);
-  // Lives while this Publish counts in publishing_, even once replaced.
-  LaneProducer* current = nullptr;
+  std::vector<Window::Chunk> chunks;
   {
     MutexLock lock(&topics_mu_);
-    current = lanes_[lane].get();
-    producer = current->producer.get();
-    auto it = current->topics.find(msg.topic);
-    if (it != current->topics.end()) return it->second.get();
+    topic->window.SetPartitions(
+        topic->partition_count.load(std::memory_order_relaxed));
+    const size_t bytes = msg->payload.size();
+    topic->window.Offer(std::move(msg), bytes);
+    chunks = topic->window.Ready();
   }
-  // First batch for this topic: make its handle outside the lock.
-  // Start from the default topic configuration, which carries the user's
-  // topic-level kafka.* properties.
-  rd_kafka_topic_conf_t* conf = rd_kafka_default_topic_conf_dup(producer);
+  Send(*topic, std::move(chunks), unsent);
+}
+
+void Publisher::Send(TopicState& topic, std::vector<Window::Chunk> chunks,
+                     Unsent& unsent) {
+  while (!chunks.empty()) {
+    std::vector<int32_t> freed;  // Partitions of refused batches.
+    for (Window::Chunk& chunk : chunks) {
+      std::vector<rd_kafka_message_t> raw(chunk.messages.size());
+      for (size_t i = 0; i < raw.size(); ++i) {
+        BatchMessage& m = *chunk.messages[i];
+        m.partition = chunk.partition;
+        raw[i] = rd_kafka_message_t{};
+        raw[i].payload = m.payload.data();
+        raw[i].len = m.payload.size();
+        raw[i]._private = &m;
+        if (chunk.partition < 0) {  // librdkafka's partitioner chooses.
+          raw[i].err = rd_kafka_producev(
+              topic.producer, RD_KAFKA_V_RKT(topic.handle.get()),
+              RD_KAFKA_V_VALUE(raw[i].payload, raw[i].len),
+              RD_KAFKA_V_OPAQUE(&m), RD_KAFKA_V_END);
+        }
+      }
+      if (chunk.partition >= 0) {
+        // One call, so that the chunk is queued whole and goes in one
+        // request; flags 0: the payloads stay ours until the reports.
+        rd_kafka_produce_batch(topic.handle.get(), chunk.partition, 0,
+                               raw.data(), static_cast<int>(raw.size()));
+      }
+      for (size_t i = 0; i < raw.size(); ++i) {
+        std::unique_ptr<BatchMessage>& m = chunk.messages[i];
+        if (raw[i].err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+          m.release();  // The delivery report frees it.
+          continue;
+        }
+        unsent.emplace_back(m->seq, StrCat("could not publish the batch to ",
+                                           m->topic, ": ",
+                                           Refused(topic.producer, raw[i].err)));
+        if (chunk.partition >= 0) freed.push_back(chunk.partition);
+      }
+    }
+    chunks.clear();
+    if (freed.empty()) break;
+    MutexLock lock(&topics_mu_);
+    for (int32_t p : freed) topic.window.Answered(p);
+    if (!topic.draining) chunks = topic.window.Ready();
+  }
+}
+
+std::string Publisher::Refused(rd_kafka_t* producer, rd_kafka_resp_err_t err) {
+  std::string error = rd_kafka_err2str(err);  // E.g. the local queue is full.
+  if (err == RD_KAFKA_RESP_ERR__FATAL) {
+    char reason[512];
+    rd_kafka_fatal_error(producer, reason, sizeof reason);
+    error += StrCat(" (its producer failed for good: ", reason,
+                    "; later batches go through a new one)");
+  }
+  return error;
+}
+
+int32_t Publisher::Partition(const rd_kafka_topic_t* rkt, const void* key,
+                             size_t key_len, int32_t partition_count,
+                             void* topic_opaque, void* msg_opaque) {
+  static_cast<TopicState*>(topic_opaque)
+      ->partition_count.store(partition_count, std::memory_order_relaxed);
+  return rd_kafka_msg_partitioner_consistent_random(
+      rkt, key, key_len, partition_count, topic_opaque, msg_opaque);
+}
+
+// A topic whose handle has message.timeout.ms set to the priority's batch
+// timeout (unless the user set message.timeout.ms): librdkafka keeps
+// retrying a batch for as long as its jobs may wait, and no longer.
+Publisher::TopicState* Publisher::Topic(const BatchMessage& msg,
+                                        std::string& error) {
+  const Lane lane = LaneOf(msg.priority);
+  MutexLock lock(&topics_mu_);
+  // Lives while this Publish counts in publishing_, even once replaced.
+  LaneProducer* current = lanes_[lane].get();
+  auto it = current->topics.find(msg.topic);
+  if (it != current->topics.end()) return it->second.get();
+  // First batch for this topic on this producer. Made under the lock, so
+  // that the handle's opaque is this state (librdkafka keeps the first
+  // handle's configuration for a topic). rd_kafka_topic_new does not wait
+  // for the network. Start from the default topic configuration, which
+  // carries the user's topic-level kafka.* properties.
+  auto topic = std::make_unique<TopicState>();
+  topic->producer = current->producer.get();
+  rd_kafka_topic_conf_t* conf = rd_kafka_default_topic_conf_dup(topic->producer);
   if (!kafka::UserSets(config_, kafka::Role::kProducer, "message.timeout.ms")) {
     const std::string ms = std::to_string(
         kafka::ToMillis(config_.For(msg.priority).batch_timeout));
@@ -109,18 +165,28 @@ rd_kafka_topic_t* Publisher::TopicHandle(const BatchMessage& msg,
                    " refused (", err, "); its batches use the default");
     }
   }
+  rd_kafka_topic_conf_set_partitioner_cb(conf, &Publisher::Partition);
+  rd_kafka_topic_conf_set_opaque(conf, topic.get());
   // librdkafka takes `conf` over, also when it refuses the topic.
-  kafka::TopicPtr handle(rd_kafka_topic_new(producer, msg.topic.c_str(), conf));
-  if (!handle) {
+  topic->handle.reset(
+      rd_kafka_topic_new(topic->producer, msg.topic.c_str(), conf));
+  if (!topic->handle) {
     error = StrCat("librdkafka refused a handle for the topic (",
                    rd_kafka_err2str(rd_kafka_last_error()), ")");
     return nullptr;
   }
-  // Another thread may have made one meanwhile: keep the first (a spare
-  // handle is destroyed after the lock is released).
-  MutexLock lock(&topics_mu_);
-  return current->topics.try_emplace(msg.topic, std::move(handle))
+  return current->topics.emplace(msg.topic, std::move(topic))
       .first->second.get();
+}
+
+std::vector<std::unique_ptr<BatchMessage>> Publisher::Drain(LaneProducer& lane) {
+  std::vector<std::unique_ptr<BatchMessage>> held;
+  MutexLock lock(&topics_mu_);
+  for (auto& [name, topic] : lane.topics) {
+    topic->draining = true;
+    for (auto& m : topic->window.TakeHeld()) held.push_back(std::move(m));
+  }
+  return held;
 }
 
 void Publisher::Poll() {
@@ -171,6 +237,11 @@ void Publisher::ReplaceFailed() {
     rd_kafka_purge(current, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT |
                                 RD_KAFKA_PURGE_F_NON_BLOCKING);
     replaced_.fetch_add(1, std::memory_order_relaxed);
+    // The batches its windows still held never reached it: they go
+    // through the new producer.
+    Unsent unsent;
+    for (auto& held : Drain(*retired_.back())) Produce(std::move(held), unsent);
+    for (auto& [seq, why] : unsent) listener_->OnUnsent(seq, why);
   }
 }
 
@@ -190,6 +261,21 @@ void Publisher::DropRetired() {
 
 void Publisher::OnDelivery(rd_kafka_message_t* msg) {
   std::unique_ptr<BatchMessage> sent(static_cast<BatchMessage*>(msg->_private));
+  if (sent->partition >= 0) {
+    // Room on its partition: what the window held may go.
+    auto* topic = static_cast<TopicState*>(rd_kafka_topic_opaque(msg->rkt));
+    std::vector<Window::Chunk> chunks;
+    {
+      MutexLock lock(&topics_mu_);
+      topic->window.Answered(sent->partition);
+      if (!topic->draining) chunks = topic->window.Ready();
+    }
+    if (!chunks.empty()) {
+      Unsent unsent;
+      Send(*topic, std::move(chunks), unsent);
+      for (auto& [seq, why] : unsent) listener_->OnUnsent(seq, why);
+    }
+  }
   if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
     if (sent->acknowledged) {
       sent->acknowledged->store(true, std::memory_order_release);
@@ -238,8 +324,16 @@ void Publisher::Close(absl::Time deadline) {
   for (auto& retired : retired_) all.push_back(std::move(retired));
   retired_.clear();
   for (auto& lane : all) {
+    // Delivery reports during the flush still let held batches go; then
+    // the rest is purged, and what the windows still hold is not sent.
+    lane->producer.Flush(deadline, absl::Seconds(1));
+    for (auto& held : Drain(*lane)) {
+      listener_->OnUnsent(held->seq,
+                          "the submitter closed before the batch was sent");
+    }
+    lane->producer.Purge();
     lane->topics.clear();
-    lane->producer.Close(deadline, absl::Seconds(1));
+    lane->producer.Close(deadline, absl::ZeroDuration());
   }
 }
 

@@ -8,9 +8,14 @@
 // Close() once, after the internal thread stopped. A Publish racing with
 // Close either finishes before Close destroys the producers or reports its
 // batches as not sent: it never touches a destroyed producer.
-// Locks: `topics_mu_` guards each lane's producer and topic-handle cache
-// (taken once per batch, never while calling the listener). The listener is
-// called with no lock.
+// Locks: `topics_mu_` guards each lane's producer, its topic states and
+// their partition windows (taken about twice per batch, never while calling
+// the listener or librdkafka's produce). The listener is called with no
+// lock.
+//
+// Each topic's batches go through a PartitionWindow: at most 5 undelivered
+// on each partition, the rest held until a delivery report makes room (see
+// partition_window.h for why).
 //
 // A producer that fails for good (librdkafka's fatal error: an idempotent
 // producer whose sequence numbers the broker no longer accepts) is
@@ -35,6 +40,7 @@
 #include "lane.h"
 #include "log_throttle.h"
 #include "mutex.h"
+#include "partition_window.h"
 #include "producer.h"
 #include "submitter_counters.h"
 
@@ -85,18 +91,42 @@ class Publisher : private kafka::DeliveryHandler {
 
  private:
   void OnDelivery(rd_kafka_message_t* msg) override;
-  // One lane's producer and the topic handles made on it (declared after
-  // it, so destroyed first), replaced together.
+  using Window = PartitionWindow<std::unique_ptr<BatchMessage>>;
+  using Unsent = std::vector<std::pair<uint64_t, std::string>>;
+  // One topic of one lane's producer: its handle (whose opaque it is) and
+  // window. `window` and `draining` are guarded by topics_mu_.
+  struct TopicState {
+    rd_kafka_t* producer = nullptr;
+    kafka::TopicPtr handle;
+    Window window;
+    // Learned by librdkafka's partitioner (any thread) from the first
+    // batches, which go before the count is known.
+    std::atomic<int32_t> partition_count{0};
+    bool draining = false;  // Closing: no more chunks from the window.
+  };
+  // One lane's producer and the topics made on it (declared after it, so
+  // destroyed first), replaced together.
   struct LaneProducer {
     kafka::Producer producer;
-    absl::flat_hash_map<std::string, kafka::TopicPtr> topics;
+    absl::flat_hash_map<std::string, std::unique_ptr<TopicState>> topics;
   };
+  static int32_t Partition(const rd_kafka_topic_t* rkt, const void* key,
+                           size_t key_len, int32_t partition_count,
+                           void* topic_opaque, void* msg_opaque);
   absl::StatusOr<std::unique_ptr<LaneProducer>> NewLaneProducer();
-  std::string Produce(std::unique_ptr<BatchMessage> msg);
+  // Queues `msg` (or holds it in its topic's window); one that cannot be
+  // queued is added to `unsent`.
+  void Produce(std::unique_ptr<BatchMessage> msg, Unsent& unsent);
+  // Hands `chunks` of `topic`'s window to librdkafka. A batch it refuses
+  // goes to `unsent` and leaves the window; the room it frees is used.
+  void Send(TopicState& topic, std::vector<Window::Chunk> chunks, Unsent& unsent);
+  // Why `producer` refused a batch with `err`.
+  static std::string Refused(rd_kafka_t* producer, rd_kafka_resp_err_t err);
   // Null, with `error` set, when librdkafka refuses the topic; else the
-  // handle and, in `producer`, the producer it belongs to.
-  rd_kafka_topic_t* TopicHandle(const BatchMessage& msg, rd_kafka_t*& producer,
-                                std::string& error);
+  // topic's state on the lane's current producer.
+  TopicState* Topic(const BatchMessage& msg, std::string& error);
+  // Marks `lane`'s topics draining and returns what their windows held.
+  std::vector<std::unique_ptr<BatchMessage>> Drain(LaneProducer& lane);
   // Internal thread: replaces each lane's producer that hit a fatal error,
   // and destroys replaced ones that nothing uses any more.
   void ReplaceFailed();
