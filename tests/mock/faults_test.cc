@@ -30,6 +30,31 @@ TEST_F(FaultTest, TransientProduceErrorsAreRetried) {
   EXPECT_EQ(results.Count(JobStatus::kProcessedOk), 50u);
 }
 
+// With every request answered 100 ms late, as on a loaded replicated
+// cluster, a burst of single-job realtime batches fills each partition's
+// window of undelivered messages in the submitter and the processor: the
+// rest is held and goes in later requests. Every job still ends, once and
+// in time.
+TEST_F(FaultTest, SlowAcknowledgementsHoldBatchesAndLoseNone) {
+  RunningProcessor processor(config_, "app", {{"echo", Echo()}});
+  auto submitter = NewSubmitter();
+  auto warm = submitter->SubmitAndWait(MakeJob("app", Priority::kRealtime),
+                                       absl::Seconds(30));
+  ASSERT_TRUE(warm.ok() && warm->ok());
+  ASSERT_EQ(rd_kafka_mock_broker_set_rtt(mock(), 1, 100),
+            RD_KAFKA_RESP_ERR_NO_ERROR);
+  constexpr size_t kJobs = 2000;
+  Collector results;
+  for (size_t i = 0; i < kJobs; ++i) {
+    Job job = MakeJob("app", i % 2 ? Priority::kRealtime : Priority::kNormal);
+    ASSERT_TRUE(submitter->Submit(job, results.Callback()).ok());
+  }
+  ASSERT_TRUE(results.WaitFor(kJobs, absl::Seconds(60)))
+      << results.All().size() << " of " << kJobs << " ended";
+  EXPECT_EQ(results.Count(JobStatus::kProcessedOk), kJobs);
+  EXPECT_EQ(results.All().size(), kJobs);  // None ended twice.
+}
+
 TEST_F(FaultTest, UndeliverableBatchFailsItsJobsWithClearStatus) {
   config_.kafka["message.timeout.ms"] = "1000";
   config_.For(Priority::kNormal).batch_timeout = absl::Seconds(20);
