@@ -330,6 +330,11 @@ void Outbox::Close(absl::Time deadline) {
   for (Retry& r : waiting) {
     Report(std::move(r.msg), Failure::kClosed, "the processor closed");
   }
+  if (!held.empty()) {
+    log::Warning("processor", held.size(),
+                 " result message(s) were still held back at close, waiting "
+                 "for their partitions' earlier messages to be acknowledged");
+  }
   for (auto& m : held) {
     Report(std::move(m), Failure::kClosed, "the processor closed");
   }

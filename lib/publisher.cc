@@ -327,8 +327,14 @@ void Publisher::Close(absl::Time deadline) {
     // Delivery reports during the flush still let held batches go; then
     // the rest is purged, and what the windows still hold is not sent.
     lane->producer.Flush(deadline, absl::Seconds(1));
-    for (auto& held : Drain(*lane)) {
-      listener_->OnUnsent(held->seq,
+    std::vector<std::unique_ptr<BatchMessage>> held = Drain(*lane);
+    if (!held.empty()) {
+      log::Warning("submitter", held.size(),
+                   " batch(es) were still held back at close, waiting for "
+                   "their partitions' earlier batches to be acknowledged");
+    }
+    for (auto& m : held) {
+      listener_->OnUnsent(m->seq,
                           "the submitter closed before the batch was sent");
     }
     lane->producer.Purge();

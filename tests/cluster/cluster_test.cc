@@ -241,13 +241,17 @@ class Stream {
   }
   // The jobs accepted and not ended, per priority, e.g. "realtime 3, slow 9".
   std::string Unended() const {
-    std::map<std::string, size_t> n;
+    std::map<std::string, std::pair<size_t, size_t>> n;  // Jobs, handled.
     for (size_t i = 0; i < submitted(); ++i) {
-      if (records_[i].callbacks.load() == 0) ++n[std::string(PriorityName(records_[i].priority))];
+      if (records_[i].callbacks.load() != 0) continue;
+      auto& c = n[std::string(PriorityName(records_[i].priority))];
+      ++c.first;
+      c.second += handled_[i].load() > 0;
     }
     std::string out;
-    for (const auto& [name, count] : n) {
-      out += (out.empty() ? "" : ", ") + name + " " + std::to_string(count);
+    for (const auto& [name, c] : n) {
+      out += (out.empty() ? "" : ", ") + name + " " + std::to_string(c.first) +
+             " (" + std::to_string(c.second) + " handled)";
     }
     return out.empty() ? "none" : out;
   }
