@@ -191,6 +191,16 @@ void JobConsumers::Rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
     log::Info("processor", "processor ", processor_, " revoked ", list->cnt, " partition(s)");
     return;
   }
+  // Each partition is announced before any of its messages can reach a
+  // reader: a message read from a partition not yet known as assigned is
+  // dropped as a revoked partition's, and the batches after it would then
+  // be committed past it, unprocessed.
+  for (int i = 0; i < list->cnt; ++i) {
+    Priority p;
+    if (PriorityOfTopic(list->elems[i].topic, p)) {
+      listener_->OnAssigned({p, list->elems[i].partition});
+    }
+  }
   if (cooperative) {
     kafka::ErrorPtr e(rd_kafka_incremental_assign(rk, list));
     if (e) log::Warning("processor", "incremental assign: ", rd_kafka_error_string(e.get()));
@@ -203,7 +213,6 @@ void JobConsumers::Rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
     if (!PriorityOfTopic(tp.topic, p)) continue;
     kafka::QueuePtr pq(rd_kafka_queue_get_partition(rk, tp.topic, tp.partition));
     rd_kafka_queue_forward(pq.get(), priority_queues_[p].get());
-    listener_->OnAssigned({p, tp.partition});
   }
   log::Info("processor", "processor ", processor_, " assigned ", list->cnt, " partition(s)");
 }

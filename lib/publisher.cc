@@ -338,6 +338,12 @@ void Publisher::Close(absl::Time deadline) {
                           "the submitter closed before the batch was sent");
     }
     lane->producer.Purge();
+    // Topic handles go before their producer; their states stay until the
+    // publisher is destroyed, for a report that comes during the destroy.
+    for (auto& [name, topic] : lane->topics) {
+      topic->handle.reset();
+      closed_topics_.push_back(std::move(topic));
+    }
     lane->topics.clear();
     lane->producer.Close(deadline, absl::ZeroDuration());
   }

@@ -149,6 +149,8 @@ class Publisher : private kafka::DeliveryHandler {
   // counts in publishing_ while it uses it.
   std::vector<std::unique_ptr<LaneProducer>> retired_;
   std::string fatal_reason_;  // The last replacement's (internal thread).
+  // Topics of closed producers, draining (Close's thread).
+  std::vector<std::unique_ptr<TopicState>> closed_topics_;
   std::atomic<uint64_t> replaced_{0};
 
   LogThrottle undelivered_log_;
